@@ -1,0 +1,3 @@
+"""WebSocket routes (filled in by the app)."""
+
+websocket_urlpatterns: list = []

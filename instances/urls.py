@@ -1,0 +1,3 @@
+"""REST routes under /api/v1/ (filled in by the app)."""
+
+urlpatterns: list = []

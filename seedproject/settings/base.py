@@ -1,0 +1,233 @@
+"""Settings for every deployment, read from the environment.
+
+With no environment variables at all this is the *embedded default*: SQLite (WAL) under
+``$SEED_DATA_DIR``, an in-memory channel layer, a local-memory cache and a filesystem Celery
+broker, so ``make run`` needs no server. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and
+Redis for a scaled deployment (several Seed servers sharing one database and one Redis).
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name).lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = env_str(name)
+    if not raw:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DATA_DIR = Path(env_str("SEED_DATA_DIR") or BASE_DIR / "var").resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+# The embedded default is "one machine, zero servers"; anything with DATABASE_URL is a deployment.
+SEED_EMBEDDED = not DATABASE_URL
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not SEED_EMBEDDED:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DATABASE_URL is set")
+    SECRET_KEY = "embedded-default-not-secret-" + str(DATA_DIR)
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "instances",
+    "collaboration",
+]
+
+MIDDLEWARE = [
+    "seedproject.middleware.PayloadLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "seedproject.urls"
+WSGI_APPLICATION = "seedproject.wsgi.application"
+ASGI_APPLICATION = "seedproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL:
+    # Persistent connections: a fresh PostgreSQL handshake per request costs 5-11x (ARCHITECTURE.md).
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("SEED_CONN_MAX_AGE", 600), conn_health_checks=True
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "seed.sqlite3",
+            "OPTIONS": {
+                # IMMEDIATE takes SQLite's write lock at BEGIN, so two processes that lease messages
+                # serialise instead of both reading the same queued rows.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_PREFIX = env_str("SEED_REDIS_PREFIX", "seed")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8's default socket timeout equals the layer's blocking read timeout, which
+                # drops idle sockets every few seconds (channels_redis#422): keep it above that.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
+                "prefix": f"{REDIS_PREFIX}:channels",
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery -------------------------------------------------------------------------------------
+BROKER_DIR = DATA_DIR / "broker"
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_PREFIX}:celery:"}
+else:
+    BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR),
+        "data_folder_out": str(BROKER_DIR),
+        "processed_folder": str(BROKER_DIR),
+        "store_processed": False,
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- REST framework -----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "seedproject.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": None,
+}
+
+# --- Seed ---------------------------------------------------------------------------------------
+# Cluster defaults; `cluster/config` and the admin override them live (stored in the database).
+SEED_HEARTBEAT_INTERVAL = env_int("SEED_HEARTBEAT_INTERVAL", 10)
+SEED_INSTANCE_TIMEOUT = env_int("SEED_INSTANCE_TIMEOUT", 30)
+SEED_LOAD_BALANCE_STRATEGY = env_str("SEED_LOAD_BALANCE_STRATEGY", "round_robin")
+# Extra strategies: {"name": "dotted.path.ToClass"}, the class having select_instance(self, instances).
+SEED_CUSTOM_STRATEGIES = {
+    name.strip(): path.strip()
+    for name, _, path in (item.partition("=") for item in env_list("SEED_CUSTOM_STRATEGIES", []))
+}
+SEED_PROBE_TIMEOUT = float(env_str("SEED_PROBE_TIMEOUT", "2"))
+SEED_MAX_PAYLOAD_BYTES = env_int("SEED_MAX_PAYLOAD_BYTES", 256 * 1024)
+# Threads that run WSGI requests inside the ASGI server (long-polling receives hold one each).
+SEED_HTTP_THREADS = env_int("SEED_HTTP_THREADS", 32)
+
+SEED_MESSAGE_QUEUE_MAX_SIZE = env_int("SEED_MESSAGE_QUEUE_MAX_SIZE", 1000)
+SEED_DEFAULT_TTL_SECONDS = env_int("SEED_DEFAULT_TTL_SECONDS", 300)
+SEED_MAX_TTL_SECONDS = env_int("SEED_MAX_TTL_SECONDS", 7 * 24 * 3600)
+SEED_LEASE_SECONDS = env_int("SEED_LEASE_SECONDS", 60)
+SEED_MAX_DELIVERIES = env_int("SEED_MAX_DELIVERIES", 5)
+SEED_EXPIRY_INTERVAL = env_int("SEED_EXPIRY_INTERVAL", 5)
+SEED_CONNECTION_STALE_SECONDS = env_int("SEED_CONNECTION_STALE_SECONDS", 24 * 3600)
+SEED_MAX_RECEIVE_WAIT = env_int("SEED_MAX_RECEIVE_WAIT", 30)
+SEED_EXTRA_MESSAGE_TYPES = env_list("SEED_EXTRA_MESSAGE_TYPES", [])
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "templates" / "static"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("SEED_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,16 @@
+"""Root URLconf: the API under /api/v1/, admin, health."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from seedproject import views
+
+urlpatterns = [
+    path("health", views.health, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/v1/multi-instance/", include("instances.urls")),
+    path("api/v1/collaboration/", include("collaboration.urls")),
+]
+
+handler404 = "seedproject.api.json_not_found"
+handler500 = "seedproject.api.json_server_error"
