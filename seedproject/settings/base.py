@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from seedproject.schedules import LiveInterval
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -230,4 +232,24 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("SEED_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# Beat runs once per cluster (see `manage.py runbeat`). Intervals are read live: operators change
+# heartbeat_interval through `cluster/config` or the admin and the next check follows it.
+CELERY_BEAT_SCHEDULE = {
+    "check-instances": {
+        "task": "instances.tasks.check_instances",
+        "schedule": LiveInterval("instances.selectors.heartbeat_interval_seconds"),
+        "options": {"expires": 60},
+    },
+    "expire-messages": {
+        "task": "collaboration.tasks.expire_messages",
+        "schedule": float(SEED_EXPIRY_INTERVAL),
+        "options": {"expires": 60},
+    },
+    "prune-connections": {
+        "task": "collaboration.tasks.prune_connections",
+        "schedule": 3600.0,
+        "options": {"expires": 600},
+    },
 }

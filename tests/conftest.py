@@ -1,0 +1,63 @@
+"""Fixtures shared by the whole suite.
+
+Service-backed tests (marker ``services``) need the real PostgreSQL and Redis named by
+``DATABASE_URL`` / ``REDIS_URL``. Without them they are skipped with a reason that ``make test``
+prints; with ``SEED_REQUIRE_SERVICES=1`` (set by ``.ci/run``) a missing service fails them instead.
+"""
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from rest_framework.test import APIClient
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def services_missing() -> str | None:
+    """Why the real services cannot be used, or None when they can."""
+    database_url = os.environ.get("DATABASE_URL", "")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        return "needs PostgreSQL: set DATABASE_URL=postgres://..."
+    if not redis_url.startswith("redis://"):
+        return "needs Redis: set REDIS_URL=redis://..."
+    for name, url in (("PostgreSQL", database_url), ("Redis", redis_url)):
+        if not _reachable(url):
+            return f"needs {name}: nothing answers at {urlparse(url).netloc}"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("services") is None:
+        return
+    reason = services_missing()
+    if reason is None:
+        return
+    if os.environ.get("SEED_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"service-backed test cannot run: {reason}", pytrace=False)
+    pytest.skip(f"service-backed: {reason}")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    """A DRF test client that speaks JSON."""
+    client = APIClient()
+    client.default_format = "json"
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Shared counters (round robin, picks) live in the cache; each test starts from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
