@@ -36,6 +36,7 @@ def services_missing() -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("services") is None:
         return
@@ -61,3 +62,19 @@ def _fresh_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say plainly which service-backed tests did not run, and how to run them."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "service-backed" in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        terminalreporter.write_sep("-", f"{len(skipped)} service-backed test(s) skipped")
+        for report in skipped:
+            terminalreporter.write_line(f"  skipped: {report.nodeid}")
+        terminalreporter.write_line(
+            "  run them with DATABASE_URL=postgres://... REDIS_URL=redis://... make test (see README)"
+        )
