@@ -1,3 +1,9 @@
-"""WebSocket routes (filled in by the app)."""
+"""WebSocket routes of the instances app."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from instances.consumers import ClusterMonitorConsumer
+
+websocket_urlpatterns = [
+    path("api/v1/multi-instance/monitor", ClusterMonitorConsumer.as_asgi()),
+]

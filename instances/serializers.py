@@ -1,0 +1,111 @@
+"""Input shapes of the instances API (types and ranges only; rules live in services)."""
+
+import math
+import uuid
+
+from rest_framework import serializers
+
+from instances.choices import OPERATOR_SETTABLE_STATUSES, InstanceStatus
+from instances.services import validate_health_check_path, validate_host
+from seedproject.errors import InvalidInput
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A float that is not NaN or infinite (both would pass the range checks)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            raise serializers.ValidationError("A finite number is required.")
+        return value
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that refuses booleans and non-integral floats (1.5 is not a port)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or (isinstance(data, float) and not data.is_integer()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _domain_check(check, value):
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        raise serializers.ValidationError(next(iter(exc.details.values()))) from exc
+
+
+class MetadataField(serializers.JSONField):
+    """A JSON object (not a list, string or number)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Expected a JSON object.")
+        return value
+
+
+class InstanceRegisterSerializer(serializers.Serializer):
+    """POST instances."""
+
+    host = serializers.CharField(max_length=253)
+    port = StrictIntegerField(min_value=1, max_value=65535)
+    weight = StrictIntegerField(min_value=1, max_value=1000, default=1)
+    metadata = MetadataField(default=dict)
+    health_check_path = serializers.CharField(max_length=255, default="/health", trim_whitespace=False)
+    verify = serializers.BooleanField(default=True)
+
+    def validate_host(self, value):
+        return _domain_check(validate_host, value)
+
+    def validate_health_check_path(self, value):
+        return _domain_check(validate_health_check_path, value)
+
+
+class InstanceUpdateSerializer(serializers.Serializer):
+    """PATCH instances/<id>."""
+
+    weight = StrictIntegerField(min_value=1, max_value=1000, required=False)
+    metadata = MetadataField(required=False)
+    status = serializers.ChoiceField(choices=[str(s) for s in OPERATOR_SETTABLE_STATUSES], required=False)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    """POST instances/<id>/heartbeat: every figure optional."""
+
+    cpu_usage = FiniteFloatField(min_value=0, max_value=100, required=False, allow_null=True)
+    memory_usage = FiniteFloatField(min_value=0, max_value=100, required=False, allow_null=True)
+    connections = StrictIntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+
+
+class InstanceListQuerySerializer(serializers.Serializer):
+    """GET instances: ``?status=``."""
+
+    status = serializers.ChoiceField(choices=InstanceStatus.values, required=False)
+
+
+class LoadBalanceQuerySerializer(serializers.Serializer):
+    """GET instances/loadbalance: ``?strategy=`` and ``?exclude=id,id``."""
+
+    strategy = serializers.CharField(max_length=100, required=False)
+    exclude = serializers.CharField(max_length=20_000, required=False, allow_blank=True)
+
+    def validate_exclude(self, value):
+        ids = []
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            try:
+                ids.append(uuid.UUID(item))
+            except ValueError as exc:
+                raise serializers.ValidationError(f"{item[:80]!r} is not an instance id (UUID).") from exc
+        return ids
+
+
+class ClusterConfigSerializer(serializers.Serializer):
+    """PUT cluster/config: each field optional; null puts it back to the settings default."""
+
+    load_balance_strategy = serializers.CharField(max_length=64, required=False, allow_null=True)
+    heartbeat_interval = StrictIntegerField(min_value=1, max_value=86_400, required=False, allow_null=True)
+    instance_timeout = StrictIntegerField(min_value=1, max_value=86_400, required=False, allow_null=True)

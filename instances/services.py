@@ -1,0 +1,388 @@
+"""Writes of the instances app: registration, heartbeats, status changes, picks, health passes, config."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from instances import health, probing
+from instances.balancing import UnknownStrategy, get_strategy, strategy_names
+from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind, InstanceStatus
+from instances.counters import counter
+from instances.events import publish_cluster_update
+from instances.models import ClusterConfig, Instance, InstanceEvent
+from instances.selectors import cluster_config_get, instance_get, parse_instance_id
+from seedproject.errors import InstanceUnreachable, NoHealthyInstance, NotFound, invalid
+
+logger = logging.getLogger(__name__)
+
+# A hostname (RFC 1123 labels), an IPv4 address or an IPv6 address: nothing that could smuggle a path
+# or credentials into the probe URL.
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
+_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
+_PATH_RE = re.compile(r"^/[\x21-\x7e]{0,254}$")
+MAX_INTERVAL_SECONDS = 86_400
+
+
+def validate_host(host: Any) -> str:
+    """The host if it is a hostname or IP address, else 400 on ``host``."""
+    if not isinstance(host, str) or not (_HOST_RE.match(host) or (":" in host and _IPV6_RE.match(host))):
+        raise invalid("host", "Enter a hostname or an IP address.")
+    return host
+
+
+def validate_health_check_path(path: Any) -> str:
+    """The path if it starts with "/" and holds only visible ASCII, else 400 on ``health_check_path``."""
+    if not isinstance(path, str) or not _PATH_RE.match(path):
+        raise invalid("health_check_path", 'Enter a path starting with "/" (visible ASCII, at most 255 characters).')
+    return path
+
+
+def _check_int(field: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid(field, f"Ensure this value is an integer between {low} and {high}.")
+
+
+def _check_percent(field: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 100.0:
+        raise invalid(field, "Ensure this value is a number between 0 and 100.")
+
+
+def _record(instance: Instance, *, kind: str, from_status: str, to_status: str, reason: str, actor: str) -> None:
+    InstanceEvent.objects.create(
+        instance=instance,
+        address=instance.address,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason[:300],
+        actor=actor,
+    )
+
+
+def _transition(instance: Instance, *, to_status: str, reason: str, actor: str) -> bool:
+    """Move ``instance`` to ``to_status`` if nobody changed it meanwhile; record the event. True if it moved."""
+    from_status = instance.status
+    # Conditional UPDATE: two health passes (or a pass and a heartbeat) racing record one event, not two.
+    moved = Instance.objects.filter(pk=instance.pk, status=from_status).update(status=to_status)
+    if not moved:
+        return False
+    instance.status = to_status
+    _record(
+        instance,
+        kind=EventKind.STATUS_CHANGED,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+        actor=actor,
+    )
+    return True
+
+
+def instance_register(
+    *,
+    host: str,
+    port: int,
+    weight: int = 1,
+    metadata: dict | None = None,
+    health_check_path: str = "/health",
+    verify: bool = True,
+    actor: str = "api",
+) -> tuple[Instance, bool]:
+    """Register host:port (probing it first when ``verify``); the same address again updates it in place."""
+    validate_host(host)
+    _check_int("port", port, 1, 65535)
+    _check_int("weight", weight, 1, 1000)
+    validate_health_check_path(health_check_path)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("metadata", "Expected a JSON object.")
+    probed_at = None
+    if verify:
+        url = Instance(host=host, port=port).url + health_check_path
+        # Probe before any write: a slow instance must not hold a database transaction open.
+        result = probing.probe(url, timeout=settings.SEED_PROBE_TIMEOUT)
+        if not result.ok:
+            raise InstanceUnreachable(
+                f"Instance registration failed (实例注册失败): {result.cause}",
+                details={"cause": result.cause, "url": url},
+            )
+        probed_at = timezone.now()
+    now = timezone.now()
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().filter(host=host, port=port).first()
+        created = instance is None
+        if created:
+            try:
+                with transaction.atomic():
+                    instance = Instance.objects.create(
+                        host=host,
+                        port=port,
+                        weight=weight,
+                        metadata=metadata or {},
+                        health_check_path=health_check_path,
+                        last_heartbeat=now,
+                        last_probe_ok=probed_at,
+                    )
+            except IntegrityError:
+                # Another process registered the same address between our read and our insert.
+                created = False
+                instance = Instance.objects.select_for_update().get(host=host, port=port)
+        if created:
+            _record(
+                instance,
+                kind=EventKind.REGISTERED,
+                from_status="",
+                to_status=instance.status,
+                reason="registered",
+                actor=actor,
+            )
+        else:
+            instance.weight = weight
+            instance.metadata = metadata or {}
+            instance.health_check_path = health_check_path
+            instance.last_heartbeat = now
+            instance.last_probe_ok = probed_at or instance.last_probe_ok
+            instance.picks_since_heartbeat = 0
+            fields = [
+                "weight",
+                "metadata",
+                "health_check_path",
+                "last_heartbeat",
+                "last_probe_ok",
+                "picks_since_heartbeat",
+            ]
+            instance.save(update_fields=fields)
+            change = health.on_sign_of_life(instance.status, "re-registered")
+            if change:
+                _transition(instance, to_status=change.to_status, reason=change.reason, actor=actor)
+        publish_cluster_update()
+    return instance, created
+
+
+def instance_update(
+    *,
+    instance_id: Any,
+    weight: int | None = None,
+    metadata: dict | None = None,
+    status: str | None = None,
+    actor: str = "api",
+) -> Instance:
+    """Change an instance's weight, metadata or operator status (active / draining / disabled)."""
+    if weight is not None:
+        _check_int("weight", weight, 1, 1000)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("metadata", "Expected a JSON object.")
+    if status is not None and status not in OPERATOR_SETTABLE_STATUSES:
+        allowed = ", ".join(str(s) for s in OPERATOR_SETTABLE_STATUSES)
+        raise invalid("status", f"Status may be set to {allowed} only; got {status!r}.")
+    pk = parse_instance_id(instance_id)
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().filter(pk=pk).first()
+        if instance is None:
+            raise NotFound(f"Instance {pk} not found.", details={"instance_id": str(pk)})
+        fields = []
+        if weight is not None:
+            instance.weight = weight
+            fields.append("weight")
+        if metadata is not None:
+            instance.metadata = metadata
+            fields.append("metadata")
+        if fields:
+            instance.save(update_fields=fields)
+        if status is not None and status != instance.status:
+            _transition(instance, to_status=status, reason=f"set to {status} by {actor}", actor=actor)
+        if fields or status is not None:
+            publish_cluster_update()
+    return instance
+
+
+def instance_deregister(*, instance_id: Any, actor: str = "api") -> None:
+    """Remove an instance from the cluster; its event history stays."""
+    pk = parse_instance_id(instance_id)
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().filter(pk=pk).first()
+        if instance is None:
+            raise NotFound(f"Instance {pk} not found.", details={"instance_id": str(pk)})
+        _record(
+            instance,
+            kind=EventKind.DEREGISTERED,
+            from_status=instance.status,
+            to_status="",
+            reason="deregistered",
+            actor=actor,
+        )
+        instance.delete()
+        publish_cluster_update()
+
+
+def instances_set_status(*, instance_ids: Iterable[Any], status: str, actor: str = "admin") -> int:
+    """Set the operator status of several instances; returns how many changed."""
+    changed = 0
+    for instance_id in instance_ids:
+        before = instance_get(instance_id=instance_id).status
+        changed += instance_update(instance_id=instance_id, status=status, actor=actor).status != before
+    return changed
+
+
+def instances_deregister(*, instance_ids: Iterable[Any], actor: str = "admin") -> int:
+    """Deregister several instances; returns how many were removed."""
+    removed = 0
+    for instance_id in instance_ids:
+        try:
+            instance_deregister(instance_id=instance_id, actor=actor)
+        except NotFound:
+            continue
+        removed += 1
+    return removed
+
+
+def instance_heartbeat(
+    *,
+    instance_id: Any,
+    cpu_usage: float | None = None,
+    memory_usage: float | None = None,
+    connections: int | None = None,
+) -> Instance:
+    """Record a sign of life and the instance's figures; an unhealthy instance recovers (two queries normally)."""
+    _check_percent("cpu_usage", cpu_usage)
+    _check_percent("memory_usage", memory_usage)
+    if connections is not None:
+        _check_int("connections", connections, 0, 2**31 - 1)
+    pk = parse_instance_id(instance_id)
+    fields: dict[str, Any] = {"last_heartbeat": timezone.now(), "picks_since_heartbeat": 0}
+    for name, value in (("cpu_usage", cpu_usage), ("memory_usage", memory_usage), ("connections", connections)):
+        if value is not None:
+            fields[name] = value
+    # The hottest write: one UPDATE by primary key, one read back; no transaction unless it recovers.
+    if not Instance.objects.filter(pk=pk).update(**fields):
+        raise NotFound(f"Instance {pk} not found.", details={"instance_id": str(pk)})
+    instance = Instance.objects.get(pk=pk)
+    change = health.on_sign_of_life(instance.status, "heartbeat")
+    if change:
+        with transaction.atomic():
+            if _transition(instance, to_status=change.to_status, reason=change.reason, actor=EventActor.HEARTBEAT):
+                publish_cluster_update()
+    return instance
+
+
+def _strategy_for(name: str) -> Any:
+    try:
+        return get_strategy(name, counter=counter, custom=settings.SEED_CUSTOM_STRATEGIES)
+    except UnknownStrategy as exc:
+        raise invalid("strategy", str(exc)) from exc
+
+
+def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> tuple[Instance, str]:
+    """Pick one active instance with ``strategy`` (default: the cluster's), skipping ``exclude``."""
+    name = strategy or cluster_config_get()["load_balance_strategy"]
+    picker = _strategy_for(name)
+    excluded = []
+    for item in exclude:
+        try:
+            excluded.append(parse_instance_id(item))
+        except NotFound as exc:
+            raise invalid("exclude", f"{item!s:.80} is not an instance id.") from exc
+    candidates = list(
+        Instance.objects.filter(status=InstanceStatus.ACTIVE).exclude(pk__in=excluded).order_by("registered_at", "id")
+    )
+    if not candidates:
+        raise NoHealthyInstance(details={"excluded": [str(pk) for pk in excluded]})
+    chosen = picker.select_instance(candidates)
+    if not isinstance(chosen, Instance) or all(chosen.pk != c.pk for c in candidates):
+        raise TypeError(f"strategy {name!r} returned {chosen!r}, which is not one of the candidates")
+    if name == "least_connections":
+        Instance.objects.filter(pk=chosen.pk).update(picks_since_heartbeat=F("picks_since_heartbeat") + 1)
+        chosen.picks_since_heartbeat += 1
+    return chosen, name
+
+
+def instances_check_health(
+    *, now: datetime | None = None, instance_ids: Iterable[Any] | None = None, actor: str = "health_check"
+) -> dict[str, int]:
+    """One health pass: probe active/unhealthy instances concurrently, then apply the status rules."""
+    timeout = cluster_config_get()["instance_timeout"]
+    queryset = Instance.objects.filter(status__in=[InstanceStatus.ACTIVE, InstanceStatus.UNHEALTHY])
+    if instance_ids is not None:
+        queryset = queryset.filter(pk__in=[parse_instance_id(pk) for pk in instance_ids])
+    targets = list(queryset.order_by("registered_at", "id"))
+    results = probing.probe_many(
+        [instance.url + instance.health_check_path for instance in targets], timeout=settings.SEED_PROBE_TIMEOUT
+    )
+    now = now or timezone.now()
+    passed = [instance.pk for instance, result in zip(targets, results, strict=True) if result.ok]
+    if passed:
+        Instance.objects.filter(pk__in=passed).update(last_probe_ok=now)
+    changed = 0
+    for instance, result in zip(targets, results, strict=True):
+        if result.ok:
+            instance.last_probe_ok = now
+        seen = [t for t in (instance.last_heartbeat, instance.last_probe_ok) if t is not None]
+        last_seen = max(seen) if seen else instance.registered_at
+        change = (result.ok and health.on_sign_of_life(instance.status, "passing probe")) or health.evaluate(
+            instance.status, last_seen, now, timeout
+        )
+        if change:
+            with transaction.atomic():
+                changed += _transition(instance, to_status=change.to_status, reason=change.reason, actor=actor)
+    publish_cluster_update()
+    return {"checked": len(targets), "passed": len(passed), "failed": len(targets) - len(passed), "changed": changed}
+
+
+def cluster_config_check(*, load_balance_strategy: str, heartbeat_interval: int, instance_timeout: int) -> None:
+    """Raise InvalidInput unless these effective settings make a sensible cluster."""
+    if load_balance_strategy not in strategy_names(settings.SEED_CUSTOM_STRATEGIES):
+        _strategy_for(load_balance_strategy)  # raises the 400 naming the valid strategies
+    _check_int("heartbeat_interval", heartbeat_interval, 1, MAX_INTERVAL_SECONDS)
+    _check_int("instance_timeout", instance_timeout, 1, MAX_INTERVAL_SECONDS)
+    if instance_timeout <= heartbeat_interval:
+        raise invalid(
+            "instance_timeout",
+            f"Must be greater than heartbeat_interval ({heartbeat_interval} s), got {instance_timeout} s.",
+        )
+
+
+def cluster_config_update(
+    *,
+    load_balance_strategy: str | None = None,
+    heartbeat_interval: int | None = None,
+    instance_timeout: int | None = None,
+    reset: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Override the live cluster settings (None leaves a field as is; names in ``reset`` go back to the default)."""
+    changes = {
+        "load_balance_strategy": load_balance_strategy,
+        "heartbeat_interval": heartbeat_interval,
+        "instance_timeout": instance_timeout,
+    }
+    reset = set(reset)
+    for name in sorted(reset - set(changes)):
+        raise invalid(name, "Unknown cluster setting.")
+    defaults = {
+        "load_balance_strategy": settings.SEED_LOAD_BALANCE_STRATEGY,
+        "heartbeat_interval": settings.SEED_HEARTBEAT_INTERVAL,
+        "instance_timeout": settings.SEED_INSTANCE_TIMEOUT,
+    }
+    with transaction.atomic():
+        config, _ = ClusterConfig.objects.select_for_update().get_or_create(pk=ClusterConfig.SINGLETON_PK)
+        for name, value in changes.items():
+            if name in reset:
+                setattr(config, name, "" if name == "load_balance_strategy" else None)
+            elif value is not None:
+                setattr(config, name, value)
+        effective = {name: getattr(config, name) or default for name, default in defaults.items()}
+        cluster_config_check(**effective)
+        config.save()
+        publish_cluster_update()
+    return cluster_config_get()

@@ -1,0 +1,89 @@
+"""REST edge of the instances app: parse, call one service or selector, render."""
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from instances import selectors, services
+from instances.serializers import (
+    ClusterConfigSerializer,
+    HeartbeatSerializer,
+    InstanceListQuerySerializer,
+    InstanceRegisterSerializer,
+    InstanceUpdateSerializer,
+    LoadBalanceQuerySerializer,
+)
+from seedproject.api import page_params, validated
+
+
+def _one(instance, status: int = 200) -> Response:
+    return Response({"success": True, "instance": selectors.instance_to_dict(instance)}, status=status)
+
+
+class InstanceListView(APIView):
+    """POST registers an instance; GET lists them (``?status=``, ``?limit=&offset=``)."""
+
+    def post(self, request: Request) -> Response:
+        data = validated(InstanceRegisterSerializer, request.data)
+        instance, created = services.instance_register(**data, actor="api")
+        return _one(instance, status=201 if created else 200)
+
+    def get(self, request: Request) -> Response:
+        query = validated(InstanceListQuerySerializer, request.query_params.dict())
+        limit, offset = page_params(request)
+        instances, count = selectors.instance_page(status=query.get("status"), limit=limit, offset=offset)
+        body = [selectors.instance_to_dict(instance) for instance in instances]
+        return Response({"success": True, "instances": body, "count": count})
+
+
+class InstanceDetailView(APIView):
+    """GET reads, PATCH changes weight/metadata/status, DELETE deregisters."""
+
+    def get(self, request: Request, instance_id) -> Response:
+        return _one(selectors.instance_get(instance_id=instance_id))
+
+    def patch(self, request: Request, instance_id) -> Response:
+        data = validated(InstanceUpdateSerializer, request.data)
+        return _one(services.instance_update(instance_id=instance_id, **data, actor="api"))
+
+    def delete(self, request: Request, instance_id) -> Response:
+        services.instance_deregister(instance_id=instance_id, actor="api")
+        return Response({"success": True, "deleted": str(instance_id)})
+
+
+class InstanceHeartbeatView(APIView):
+    """POST a heartbeat with optional cpu_usage / memory_usage / connections."""
+
+    def post(self, request: Request, instance_id) -> Response:
+        data = validated(HeartbeatSerializer, request.data if request.data is not None else {})
+        return _one(services.instance_heartbeat(instance_id=instance_id, **data))
+
+
+class LoadBalanceView(APIView):
+    """GET one active instance chosen by the cluster's (or ``?strategy=``) strategy."""
+
+    def get(self, request: Request) -> Response:
+        query = validated(LoadBalanceQuerySerializer, request.query_params.dict())
+        instance, strategy = services.instance_select(strategy=query.get("strategy"), exclude=query.get("exclude", ()))
+        body = selectors.instance_to_dict(instance)
+        return Response({"success": True, "instance": body, "url": body["url"], "strategy": strategy})
+
+
+class ClusterStatsView(APIView):
+    """GET the seed's cluster_stats."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"success": True, "cluster_stats": selectors.cluster_stats()})
+
+
+class ClusterConfigView(APIView):
+    """GET the live cluster settings; PUT overrides them (null resets a field to its default)."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"success": True, "config": selectors.cluster_config_get()})
+
+    def put(self, request: Request) -> Response:
+        data = validated(ClusterConfigSerializer, request.data)
+        reset = [name for name, value in data.items() if value is None]
+        values = {name: value for name, value in data.items() if value is not None}
+        return Response({"success": True, "config": services.cluster_config_update(**values, reset=reset)})
