@@ -1,3 +1,13 @@
-"""WebSocket routes (filled in by the app)."""
+"""WebSocket routes of the collaboration app."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from collaboration.consumers import EmployeeMonitorConsumer
+
+websocket_urlpatterns = [
+    path(
+        "api/v1/collaboration/employees/<str:employee_id>/monitor",
+        EmployeeMonitorConsumer.as_asgi(),
+        name="collab-employee-monitor",
+    ),
+]

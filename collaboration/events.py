@@ -1,0 +1,62 @@
+"""Real-time events of the collaboration bus, sent to the channel layer only after commit."""
+
+import hashlib
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import transaction
+
+GROUP_PREFIX = "employee."
+_MAX_GROUP = 99  # channel layers refuse group names of 100 characters or more
+
+
+def employee_group(employee_id: str) -> str:
+    """The monitor group of an employee; very long ids are hashed to fit the channel layer's limit."""
+    name = f"{GROUP_PREFIX}{employee_id}"
+    if len(name) <= _MAX_GROUP:
+        return name
+    return f"{GROUP_PREFIX}{employee_id[:40]}.{hashlib.sha256(employee_id.encode()).hexdigest()[:32]}"
+
+
+def next_seq(employee_id: str) -> int:
+    """The next sequence number of an employee's event stream (shared by every server through the cache)."""
+    key = f"seq:{employee_group(employee_id)}"
+    cache.add(key, 0, timeout=None)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=None)
+        return 1
+
+
+def current_seq(employee_id: str) -> int:
+    """The last sequence number handed out on the stream (0 before any event)."""
+    return cache.get(f"seq:{employee_group(employee_id)}", 0)
+
+
+def _send(employee_id: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(employee_group(employee_id), {**event, "seq": next_seq(employee_id)})
+
+
+def _send_employee_update(employee_id: str) -> None:
+    from collaboration.selectors import employee_stats  # selectors import models; keep import order simple
+
+    _send(employee_id, {"type": "employee_update", "stats": employee_stats(employee_id=employee_id)})
+
+
+def publish_employee_update(employee_id: str) -> None:
+    """After commit, push the employee's fresh stats to its monitors."""
+    transaction.on_commit(lambda: _send_employee_update(employee_id), robust=True)
+
+
+def publish_message(message: Any) -> None:
+    """After commit, push a newly queued message to its receiver's monitors."""
+    from collaboration.serializers import message_data
+
+    payload = message_data(message)
+    transaction.on_commit(lambda: _send(message.receiver_id, {"type": "message", "message": payload}), robust=True)

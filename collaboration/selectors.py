@@ -1,0 +1,149 @@
+"""Reads of the collaboration domain: lists, inboxes, histories and stats (no side effects)."""
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from collaboration.choices import EmployeeStatus, MessageStatus
+from collaboration.models import Connection, Conversation, ConversationParticipant, ConversationPost, Employee, Message
+from collaboration.protocol import MessagePriority
+from seedproject.errors import NotFound, invalid
+
+LIVE = (MessageStatus.QUEUED, MessageStatus.LEASED)
+
+
+def employee_get(*, employee_id: str) -> Employee:
+    """The employee, or 404."""
+    employee = Employee.objects.filter(pk=employee_id).first()
+    if employee is None:
+        raise NotFound(f"Employee {employee_id!r} is not registered.", details={"employee_id": employee_id})
+    return employee
+
+
+def _choice(value: str | None, field: str, choices: type) -> str | None:
+    if value in (None, ""):
+        return None
+    if value not in choices.values:
+        raise invalid(field, f"Unknown {field} {value!r}; expected one of: {', '.join(choices.values)}.")
+    return value
+
+
+def employee_list(*, role: str | None = None, status: str | None = None, limit: int, offset: int):
+    """Employees filtered by role/status, one page, plus the total count."""
+    qs = Employee.objects.all()
+    if role:
+        qs = qs.filter(role=role)
+    if status := _choice(status, "status", EmployeeStatus):
+        qs = qs.filter(status=status)
+    return list(qs[offset : offset + limit]), qs.count()
+
+
+def connection_list(*, employee_id: str) -> list[Connection]:
+    """Every connection of the employee (404 if it does not exist)."""
+    employee_get(employee_id=employee_id)
+    return list(Connection.objects.filter(Q(employee_a_id=employee_id) | Q(employee_b_id=employee_id)))
+
+
+def connection_exists(*, employee_id: str, target_employee_id: str) -> bool:
+    """Whether the two employees are connected (either direction)."""
+    low, high = sorted((employee_id, target_employee_id))
+    return Connection.objects.filter(employee_a_id=low, employee_b_id=high).exists()
+
+
+def message_list(*, employee_id: str, status: str | None = None, limit: int, offset: int):
+    """The employee's inbox in dequeue order, optionally by status; never leases anything."""
+    employee_get(employee_id=employee_id)
+    qs = Message.objects.filter(receiver_id=employee_id)
+    if status := _choice(status, "status", MessageStatus):
+        qs = qs.filter(status=status)
+    return list(qs.order_by("-priority", "created_at")[offset : offset + limit]), qs.count()
+
+
+def live_message_count(*, receiver_id: str) -> int:
+    """Queued + leased messages whose TTL has not run out: what the queue bound counts."""
+    return Message.objects.filter(receiver_id=receiver_id, status__in=LIVE, expires_at__gt=timezone.now()).count()
+
+
+def conversation_get(*, conversation_id: Any) -> Conversation:
+    """The conversation with its participants, or 404."""
+    conversation = Conversation.objects.prefetch_related("memberships").filter(pk=conversation_id).first()
+    if conversation is None:
+        raise NotFound("Conversation not found.", details={"conversation_id": str(conversation_id)})
+    return conversation
+
+
+def conversation_list(*, employee_id: str, limit: int, offset: int):
+    """Conversations the employee takes part in, newest first."""
+    employee_get(employee_id=employee_id)
+    qs = Conversation.objects.filter(memberships__employee_id=employee_id).prefetch_related("memberships")
+    return list(qs.order_by("-created_at")[offset : offset + limit]), qs.count()
+
+
+def conversation_history(*, conversation_id: Any, limit: int, offset: int):
+    """The conversation's posts in posting order (each post once, however many it was delivered to)."""
+    conversation_get(conversation_id=conversation_id)
+    qs = ConversationPost.objects.filter(conversation_id=conversation_id).order_by("id")
+    return list(qs[offset : offset + limit]), qs.count()
+
+
+def employee_stats(*, employee_id: str) -> dict[str, Any]:
+    """Connections, conversations, queue depth by priority and message counts for one employee.
+
+    ``received`` counts messages delivered to the employee at least once; ``queued`` those still waiting.
+    """
+    employee = employee_get(employee_id=employee_id)
+    now = timezone.now()
+    waiting = Q(status=MessageStatus.QUEUED, expires_at__gt=now)
+    inbox = Message.objects.filter(receiver_id=employee_id).aggregate(
+        total=Count("pk"),
+        received=Count("pk", filter=Q(delivery_count__gt=0)),
+        live=Count("pk", filter=Q(status__in=LIVE, expires_at__gt=now)),
+        leased=Count("pk", filter=Q(status=MessageStatus.LEASED)),
+        acked=Count("pk", filter=Q(status=MessageStatus.ACKED)),
+        expired=Count("pk", filter=Q(status=MessageStatus.EXPIRED)),
+        dead=Count("pk", filter=Q(status=MessageStatus.DEAD)),
+        queued=Count("pk", filter=waiting),
+        **{f"p{p.value}": Count("pk", filter=waiting & Q(priority=p.value)) for p in MessagePriority},
+    )
+    return {
+        "employee_id": employee.employee_id,
+        "role": employee.role,
+        "status": employee.status,
+        "last_seen": employee.last_seen.isoformat().replace("+00:00", "Z"),
+        "connections": Connection.objects.filter(Q(employee_a_id=employee_id) | Q(employee_b_id=employee_id)).count(),
+        "conversations": ConversationParticipant.objects.filter(employee_id=employee_id).count(),
+        "queue_depth": {str(p.value): inbox[f"p{p.value}"] for p in MessagePriority},
+        "queue_size": inbox["live"],
+        "queue_max_size": settings.SEED_MESSAGE_QUEUE_MAX_SIZE,
+        "message_stats": {
+            "sent": Message.objects.filter(sender_id=employee_id).count(),
+            "received": inbox["received"],
+            "acked": inbox["acked"],
+            "queued": inbox["queued"],
+            "leased": inbox["leased"],
+            "expired": inbox["expired"],
+            "dead": inbox["dead"],
+            "total": inbox["total"],
+        },
+    }
+
+
+def system_stats() -> dict[str, Any]:
+    """Totals across the bus: employees (by status and role), messages by status, conversations, connections."""
+    employees = Employee.objects.aggregate(
+        total=Count("pk"),
+        active=Count("pk", filter=Q(status=EmployeeStatus.ACTIVE)),
+        unregistered=Count("pk", filter=Q(status=EmployeeStatus.UNREGISTERED)),
+    )
+    by_role = dict(Employee.objects.order_by().values_list("role").annotate(n=Count("pk")).values_list("role", "n"))
+    messages = Message.objects.aggregate(
+        total=Count("pk"), **{s.value: Count("pk", filter=Q(status=s.value)) for s in MessageStatus}
+    )
+    return {
+        "employees": {**employees, "by_role": by_role},
+        "messages": messages,
+        "conversations": Conversation.objects.count(),
+        "connections": Connection.objects.count(),
+    }

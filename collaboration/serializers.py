@@ -1,0 +1,224 @@
+"""Shapes of the collaboration API: input serializers (they validate, never write) and representations."""
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from collaboration import protocol
+from collaboration.models import Connection, Conversation, ConversationPost, Employee, Message
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def employee_data(employee: Employee) -> dict[str, Any]:
+    """Employee representation (API.md)."""
+    return {
+        "employee_id": employee.employee_id,
+        "role": employee.role,
+        "status": employee.status,
+        "registered_at": _iso(employee.registered_at),
+        "last_seen": _iso(employee.last_seen),
+    }
+
+
+def connection_data(connection: Connection, employee_id: str) -> dict[str, Any]:
+    """A connection seen from ``employee_id``."""
+    return {
+        "employee_id": employee_id,
+        "target_employee_id": connection.other(employee_id),
+        "created_at": _iso(connection.created_at),
+    }
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    """Message representation: flat, mirroring the send body (API.md)."""
+    return {
+        "id": str(message.id),
+        "sender_id": message.sender_id,
+        "receiver_id": message.receiver_id,
+        "message_type": message.message_type,
+        "action": message.action,
+        "data": message.data,
+        "priority": message.priority,
+        "status": message.status,
+        "created_at": _iso(message.created_at),
+        "expires_at": _iso(message.expires_at),
+        "lease_expires_at": _iso(message.lease_expires_at),
+        "delivery_count": message.delivery_count,
+        "correlation_id": message.correlation_id,
+        "conversation_id": str(message.conversation_id) if message.conversation_id else None,
+        "message_id": message.client_message_id,
+    }
+
+
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    """Conversation representation; participants in joining order (prefetch ``memberships``)."""
+    members = sorted(conversation.memberships.all(), key=lambda m: m.pk)
+    return {
+        "id": str(conversation.id),
+        "topic": conversation.topic,
+        "created_by": conversation.created_by_id,
+        "participants": [m.employee_id for m in members],
+        "created_at": _iso(conversation.created_at),
+    }
+
+
+def post_data(post: ConversationPost) -> dict[str, Any]:
+    """One entry of a conversation's history."""
+    return {
+        "id": post.pk,
+        "conversation_id": str(post.conversation_id),
+        "sender_id": post.sender_id,
+        "message_type": protocol.MessageType.CONVERSATION.value,
+        "action": post.action,
+        "data": post.data,
+        "priority": post.priority,
+        "created_at": _iso(post.created_at),
+    }
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that must arrive as a JSON number: "3", 3.5 and true are refused."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class EmployeeIdField(serializers.CharField):
+    """An employee id as the protocol defines it."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 128)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            return protocol.validate_employee_id(value, self.field_name or "employee_id")
+        except protocol.ProtocolError as exc:
+            raise serializers.ValidationError(next(iter(exc.errors.values()))) from exc
+
+
+class RegisterSerializer(serializers.Serializer):
+    """POST employees/register."""
+
+    employee_id = EmployeeIdField()
+    role = serializers.CharField(max_length=64)
+
+    def validate_role(self, value: str) -> str:
+        try:
+            return protocol.validate_role(value, getattr(settings, "SEED_EXTRA_ROLES", None))
+        except protocol.ProtocolError as exc:
+            raise serializers.ValidationError(exc.errors["role"]) from exc
+
+
+class ConnectSerializer(serializers.Serializer):
+    """POST employees/{id}/connect."""
+
+    target_employee_id = EmployeeIdField()
+
+
+class SendSerializer(serializers.Serializer):
+    """POST employees/{id}/messages: the seed's send body plus correlation, conversation and idempotency ids."""
+
+    receiver_id = EmployeeIdField()
+    message_type = serializers.CharField(max_length=64)
+    action = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    data = serializers.JSONField(required=False, default=dict)
+    priority = serializers.JSONField(required=False, default=int(protocol.MessagePriority.NORMAL))
+    ttl_seconds = StrictIntegerField(required=False, allow_null=True, default=None)
+    correlation_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+    conversation_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+    message_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+
+    def validate_message_type(self, value: str) -> str:
+        try:
+            return protocol.validate_message_type(value, settings.SEED_EXTRA_MESSAGE_TYPES)
+        except protocol.ProtocolError as exc:
+            raise serializers.ValidationError(exc.errors["message_type"]) from exc
+
+    def validate_priority(self, value: Any) -> int:
+        try:
+            return int(protocol.validate_priority(value))
+        except protocol.ProtocolError as exc:
+            raise serializers.ValidationError(exc.errors["priority"]) from exc
+
+    def validate_data(self, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("data must be a JSON object.")
+        return value
+
+    def validate_ttl_seconds(self, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= settings.SEED_MAX_TTL_SECONDS:
+            raise serializers.ValidationError(f"TTL must be between 1 and {settings.SEED_MAX_TTL_SECONDS} seconds.")
+        return value
+
+
+class ReceiveSerializer(serializers.Serializer):
+    """POST employees/{id}/messages/receive."""
+
+    limit = StrictIntegerField(min_value=1, max_value=100, required=False, default=10)
+    wait = serializers.FloatField(min_value=0, required=False, default=0)
+
+    def validate_wait(self, value: float) -> float:
+        if isinstance(self.initial_data.get("wait"), bool | str):
+            raise serializers.ValidationError("wait must be a number of seconds.")
+        if value > settings.SEED_MAX_RECEIVE_WAIT:
+            raise serializers.ValidationError(f"wait must be at most {settings.SEED_MAX_RECEIVE_WAIT} seconds.")
+        return value
+
+
+class AckBatchSerializer(serializers.Serializer):
+    """POST employees/{id}/messages/ack."""
+
+    ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=1000)
+
+
+class ConversationCreateSerializer(serializers.Serializer):
+    """POST employees/{id}/conversations."""
+
+    participants = serializers.ListField(child=EmployeeIdField(), min_length=2, max_length=100)
+    topic = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    initial_message = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    def validate_initial_message(self, value: Any) -> dict | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return {"content": value}
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('initial_message must be an object such as {"content": "..."}.')
+        return value
+
+
+class PostSerializer(serializers.Serializer):
+    """POST conversations/{cid}/messages: ``content`` (text) or ``data`` (object)."""
+
+    sender_id = EmployeeIdField()
+    content = serializers.CharField(required=False, allow_blank=True, max_length=65536)
+    data = serializers.JSONField(required=False)
+    action = serializers.CharField(max_length=128, required=False, allow_blank=True, default="message")
+    priority = serializers.JSONField(required=False, default=int(protocol.MessagePriority.NORMAL))
+    ttl_seconds = StrictIntegerField(required=False, allow_null=True, default=None)
+
+    validate_priority = SendSerializer.validate_priority
+    validate_ttl_seconds = SendSerializer.validate_ttl_seconds
+
+    def validate_data(self, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("data must be a JSON object.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if "content" not in attrs and "data" not in attrs:
+            raise serializers.ValidationError({"content": ["Give content (text) or data (an object)."]})
+        data = dict(attrs.pop("data", {}) or {})
+        if "content" in attrs:
+            data["content"] = attrs.pop("content")
+        attrs["data"] = data
+        return attrs

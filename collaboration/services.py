@@ -1,0 +1,482 @@
+"""Writes of the collaboration domain: registration, connections, the message queue, conversations.
+
+Every rule of the bus lives here or in the pure modules (protocol.py, queue.py); the edges call these.
+"""
+
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from collaboration import queue
+from collaboration.choices import EmployeeStatus, MessageStatus
+from collaboration.events import publish_employee_update, publish_message
+from collaboration.models import Connection, Conversation, ConversationParticipant, ConversationPost, Employee, Message
+from collaboration.protocol import MessageType
+from collaboration.selectors import connection_exists, conversation_get, employee_get
+from seedproject.errors import Conflict, DomainError, NotConnected, NotFound, QueueFull, invalid
+
+LIVE = (MessageStatus.QUEUED, MessageStatus.LEASED)
+MAX_PARTICIPANTS = 100
+# last_seen is refreshed at most this often: one conditional UPDATE that usually matches no row.
+LAST_SEEN_RESOLUTION = timedelta(seconds=5)
+RECEIVE_POLL_SECONDS = 0.2
+
+
+class NotParticipant(DomainError):
+    """The employee is not a member of the conversation it tries to use."""
+
+    status_code = 403
+    code = "forbidden"
+    default_message = "Only participants may post to or read this conversation."
+
+
+def limits() -> queue.QueueLimits:
+    """The queue knobs from settings (read per call so tests and operators can change them)."""
+    return queue.QueueLimits.from_settings(settings)
+
+
+def _skip_locked() -> dict[str, bool]:
+    # PostgreSQL: concurrent receivers skip each other's rows. SQLite has no row locks; its IMMEDIATE
+    # transactions serialise writers, which is just as correct there.
+    return {"skip_locked": True} if connection.features.has_select_for_update_skip_locked else {}
+
+
+def employee_touch(*, employee_id: str) -> None:
+    """Refresh last_seen cheaply: a single UPDATE that only writes when the value is stale."""
+    now = timezone.now()
+    Employee.objects.filter(pk=employee_id, last_seen__lt=now - LAST_SEEN_RESOLUTION).update(last_seen=now)
+
+
+# --- employees -----------------------------------------------------------------------------------
+
+
+def employee_register(*, employee_id: str, role: str) -> tuple[Employee, bool]:
+    """Register (201) or re-register with the same role (200, revives an unregistered one); other role -> 409."""
+    now = timezone.now()
+    with transaction.atomic():
+        employee = Employee.objects.select_for_update().filter(pk=employee_id).first()
+        if employee is None:
+            try:
+                with transaction.atomic():
+                    employee = Employee.objects.create(
+                        employee_id=employee_id, role=role, registered_at=now, last_seen=now
+                    )
+            except IntegrityError:
+                employee = Employee.objects.select_for_update().get(pk=employee_id)
+            else:
+                publish_employee_update(employee_id)
+                return employee, True
+        if employee.role != role:
+            raise Conflict(
+                f"Employee {employee_id!r} is already registered with role {employee.role!r}.",
+                details={"employee_id": employee_id, "role": employee.role},
+            )
+        employee.status = EmployeeStatus.ACTIVE
+        employee.last_seen = now
+        employee.save(update_fields=["status", "last_seen"])
+    publish_employee_update(employee_id)
+    return employee, False
+
+
+@transaction.atomic
+def employee_unregister(*, employee_id: str) -> Employee:
+    """Mark the employee unregistered and drop its connections; its messages are kept."""
+    employee = employee_get(employee_id=employee_id)
+    Connection.objects.filter(Q(employee_a_id=employee_id) | Q(employee_b_id=employee_id)).delete()
+    employee.status = EmployeeStatus.UNREGISTERED
+    employee.save(update_fields=["status"])
+    publish_employee_update(employee_id)
+    return employee
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def connection_create(*, employee_id: str, target_employee_id: str) -> tuple[Connection, bool]:
+    """Connect two employees both ways (idempotent); both must exist, an employee cannot connect to itself."""
+    if employee_id == target_employee_id:
+        raise invalid("target_employee_id", "An employee cannot connect to itself.")
+    employee_get(employee_id=employee_id)
+    employee_get(employee_id=target_employee_id)
+    low, high = sorted((employee_id, target_employee_id))
+    conn, created = Connection.objects.get_or_create(employee_a_id=low, employee_b_id=high)
+    if created:
+        publish_employee_update(employee_id)
+        publish_employee_update(target_employee_id)
+    return conn, created
+
+
+@transaction.atomic
+def connection_delete(*, employee_id: str, target_employee_id: str) -> None:
+    """Drop the connection between two employees (404 if there is none)."""
+    employee_get(employee_id=employee_id)
+    low, high = sorted((employee_id, target_employee_id))
+    deleted, _ = Connection.objects.filter(employee_a_id=low, employee_b_id=high).delete()
+    if not deleted:
+        raise NotFound(
+            f"{employee_id!r} and {target_employee_id!r} are not connected.",
+            details={"target_employee_id": target_employee_id},
+        )
+    publish_employee_update(employee_id)
+    publish_employee_update(target_employee_id)
+
+
+def connections_prune(*, stale_seconds: int | None = None) -> int:
+    """Remove connections of employees that unregistered or were not seen for stale_seconds; returns the count."""
+    stale = stale_seconds if stale_seconds is not None else settings.SEED_CONNECTION_STALE_SECONDS
+    gone = Employee.objects.filter(
+        Q(status=EmployeeStatus.UNREGISTERED) | Q(last_seen__lt=timezone.now() - timedelta(seconds=stale))
+    ).values("pk")
+    deleted, _ = Connection.objects.filter(Q(employee_a__in=gone) | Q(employee_b__in=gone)).delete()
+    return deleted
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+
+def _existing_by_client_id(sender_id: str, message_id: str | None) -> Message | None:
+    if message_id is None:
+        return None
+    return Message.objects.filter(sender_id=sender_id, client_message_id=message_id).first()
+
+
+def _lock_receivers(receiver_ids: Iterable[str], max_size: int) -> None:
+    """Lock the receivers' rows (in id order, so concurrent senders cannot deadlock) and check their bounds.
+
+    The row lock serialises senders to one receiver on PostgreSQL, so queued+leased never passes the
+    bound; on SQLite the IMMEDIATE transaction already serialises every writer.
+    """
+    ids = sorted(set(receiver_ids))
+    list(Employee.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    bound = queue.QueueLimits(max_size=max_size)
+    now = timezone.now()
+    counts = dict(
+        Message.objects.filter(receiver_id__in=ids, status__in=LIVE, expires_at__gt=now)
+        .order_by()
+        .values_list("receiver_id")
+        .annotate(n=Count("pk"))
+        .values_list("receiver_id", "n")
+    )
+    full = [rid for rid in ids if not queue.has_room(counts.get(rid, 0), bound)]
+    if full:
+        raise QueueFull(details={"receiver_ids": full, "max_size": max_size})
+
+
+def message_send(
+    *,
+    sender_id: str,
+    receiver_id: str,
+    message_type: str,
+    action: str = "",
+    data: dict[str, Any] | None = None,
+    priority: int = 2,
+    ttl_seconds: int | None = None,
+    correlation_id: str | None = None,
+    conversation_id: Any = None,
+    message_id: str | None = None,
+    max_size: int | None = None,
+) -> tuple[Message, bool]:
+    """Queue a message for the receiver; returns (message, created). A repeated message_id returns the original.
+
+    Requires a connection (409 not_connected), room in the receiver's queue (429 queue_full, nothing
+    stored) and, with conversation_id, that both are participants. The row is committed before return.
+    """
+    rules = limits()
+    priority = int(queue.check_priority(priority))
+    ttl = queue.resolve_ttl(ttl_seconds, rules)
+    if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            employee_get(employee_id=sender_id)
+            employee_get(employee_id=receiver_id)
+            if not connection_exists(employee_id=sender_id, target_employee_id=receiver_id):
+                raise NotConnected(
+                    f"Employees are not connected (员工未连接): {sender_id!r} -> {receiver_id!r}.",
+                    details={"sender_id": sender_id, "receiver_id": receiver_id},
+                )
+            if conversation_id is not None:
+                _require_members(conversation_id, [sender_id, receiver_id])
+            _lock_receivers([receiver_id], max_size or rules.max_size)
+            now = timezone.now()
+            message = Message.objects.create(
+                sender_id=sender_id,
+                receiver_id=receiver_id,
+                message_type=message_type,
+                action=action,
+                data=data or {},
+                priority=priority,
+                created_at=now,
+                expires_at=queue.expiry_time(now, ttl),
+                correlation_id=correlation_id,
+                conversation_id=conversation_id,
+                client_message_id=message_id,
+            )
+            employee_touch(employee_id=sender_id)
+            publish_message(message)
+            publish_employee_update(receiver_id)
+            publish_employee_update(sender_id)
+    except IntegrityError:
+        # A concurrent request with the same message_id won the race: return what it stored.
+        if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
+            return existing, False
+        raise
+    return message, True
+
+
+def _require_members(conversation_id: Any, employee_ids: list[str]) -> Conversation:
+    conversation = conversation_get(conversation_id=conversation_id)
+    members = {m.employee_id for m in conversation.memberships.all()}
+    outsiders = [e for e in employee_ids if e not in members]
+    if outsiders:
+        raise NotParticipant(
+            f"Not a participant of conversation {conversation_id}: {', '.join(outsiders)}.",
+            details={"employee_ids": outsiders},
+        )
+    return conversation
+
+
+# --- receiving and acking ------------------------------------------------------------------------
+
+
+def _reclaim(filters: Q, now, rules: queue.QueueLimits) -> dict[str, int]:
+    """Expire what outlived its TTL, then return run-out leases to the queue (or to dead after max deliveries)."""
+    expired = Message.objects.filter(filters, status__in=LIVE, expires_at__lte=now).update(
+        status=MessageStatus.EXPIRED, lease_expires_at=None
+    )
+    stale = Message.objects.filter(filters, status=MessageStatus.LEASED, lease_expires_at__lte=now)
+    dead = stale.filter(delivery_count__gte=rules.max_deliveries).update(
+        status=MessageStatus.DEAD, lease_expires_at=None
+    )
+    requeued = stale.filter(delivery_count__lt=rules.max_deliveries).update(
+        status=MessageStatus.QUEUED, lease_expires_at=None
+    )
+    return {"expired": expired, "requeued": requeued, "dead": dead}
+
+
+def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
+    with transaction.atomic():
+        now = timezone.now()
+        _reclaim(Q(receiver_id=receiver_id), now, rules)
+        ids = list(
+            Message.objects.select_for_update(**_skip_locked())
+            .filter(receiver_id=receiver_id, status=MessageStatus.QUEUED, expires_at__gt=now)
+            .order_by("-priority", "created_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Message.objects.filter(pk__in=ids).update(
+            status=MessageStatus.LEASED,
+            lease_expires_at=queue.lease_expiry(now, rules),
+            delivery_count=F("delivery_count") + 1,
+        )
+        employee_touch(employee_id=receiver_id)
+        publish_employee_update(receiver_id)
+        leased = list(Message.objects.filter(pk__in=ids))
+    return sorted(leased, key=lambda m: queue.ordering_key(m.priority, m.created_at))
+
+
+def messages_receive(*, employee_id: str, limit: int = 10, wait: float = 0) -> list[Message]:
+    """Lease up to ``limit`` due messages, highest priority first, FIFO within a priority.
+
+    With ``wait`` > 0 and nothing due, polls with short sleeps (outside any transaction) until a
+    message arrives or the wait runs out. An empty list means nothing is due.
+    """
+    rules = limits()
+    wait = queue.check_wait(wait, rules)
+    employee_get(employee_id=employee_id)
+    deadline = time.monotonic() + wait
+    while True:
+        leased = _lease_batch(employee_id, limit, rules)
+        remaining = deadline - time.monotonic()
+        if leased or remaining <= 0:
+            if not leased:
+                employee_touch(employee_id=employee_id)
+            return leased
+        time.sleep(min(RECEIVE_POLL_SECONDS, remaining))
+
+
+@transaction.atomic
+def messages_ack(*, employee_id: str, ids: list[Any]) -> list[Message]:
+    """Acknowledge the receiver's leased messages in one UPDATE; already acked ones are fine (idempotent).
+
+    Unknown ids (or another receiver's) -> 404; a message that is not leased any more (its lease ran
+    out and it went back to the queue, or it expired or died) -> 409, and nothing is acked.
+    """
+    employee_get(employee_id=employee_id)
+    wanted = list(dict.fromkeys(str(i) for i in ids))
+    rows = {
+        str(pk): status
+        for pk, status in Message.objects.select_for_update()
+        .filter(receiver_id=employee_id, pk__in=wanted)
+        .values_list("pk", "status")
+    }
+    missing = [i for i in wanted if i not in rows]
+    if missing:
+        raise NotFound("Message not found in this employee's inbox.", details={"ids": missing})
+    stuck = {i: s for i, s in rows.items() if s not in (MessageStatus.LEASED, MessageStatus.ACKED)}
+    if stuck:
+        raise Conflict("Only leased messages can be acknowledged.", details={"statuses": stuck})
+    to_ack = [i for i, s in rows.items() if s == MessageStatus.LEASED]
+    if to_ack:
+        Message.objects.filter(pk__in=to_ack, status=MessageStatus.LEASED).update(
+            status=MessageStatus.ACKED, lease_expires_at=None
+        )
+        publish_employee_update(employee_id)
+    employee_touch(employee_id=employee_id)
+    return list(Message.objects.filter(pk__in=wanted).order_by("-priority", "created_at"))
+
+
+def message_ack(*, employee_id: str, message_id: Any) -> Message:
+    """Acknowledge one leased message (see messages_ack)."""
+    return messages_ack(employee_id=employee_id, ids=[message_id])[0]
+
+
+# --- sweeps and operator actions -----------------------------------------------------------------
+
+
+def messages_expire() -> dict[str, int]:
+    """The beat sweep: one indexed UPDATE marks TTL-expired messages, then stale leases are reclaimed."""
+    rules = limits()
+    with transaction.atomic():
+        now = timezone.now()
+        touched = set(
+            Message.objects.filter(
+                Q(status__in=LIVE, expires_at__lte=now) | Q(status=MessageStatus.LEASED, lease_expires_at__lte=now)
+            )
+            .order_by()
+            .values_list("receiver_id", flat=True)
+            .distinct()[:200]
+        )
+        counts = _reclaim(Q(), now, rules)
+        for receiver_id in touched:
+            publish_employee_update(receiver_id)
+    return counts
+
+
+@transaction.atomic
+def messages_expire_now(*, ids: Iterable[Any]) -> int:
+    """Operator: expire the given queued or leased messages at once; returns how many changed."""
+    receivers = set(Message.objects.filter(pk__in=list(ids), status__in=LIVE).values_list("receiver_id", flat=True))
+    changed = Message.objects.filter(pk__in=list(ids), status__in=LIVE).update(
+        status=MessageStatus.EXPIRED, lease_expires_at=None, expires_at=timezone.now()
+    )
+    for receiver_id in receivers:
+        publish_employee_update(receiver_id)
+    return changed
+
+
+@transaction.atomic
+def messages_requeue_dead(*, ids: Iterable[Any] | None = None, receiver_id: str | None = None) -> int:
+    """Operator: put dead messages back in their queues with a fresh delivery count and TTL; returns the count.
+
+    The bound is not checked: requeueing is a deliberate operator decision.
+    """
+    qs = Message.objects.filter(status=MessageStatus.DEAD)
+    if ids is not None:
+        qs = qs.filter(pk__in=list(ids))
+    if receiver_id is not None:
+        qs = qs.filter(receiver_id=receiver_id)
+    receivers = set(qs.values_list("receiver_id", flat=True))
+    now = timezone.now()
+    changed = qs.update(
+        status=MessageStatus.QUEUED,
+        delivery_count=0,
+        lease_expires_at=None,
+        expires_at=queue.expiry_time(now, limits().default_ttl),
+    )
+    for rid in receivers:
+        publish_employee_update(rid)
+    return changed
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+def conversation_create(
+    *, employee_id: str, participants: list[str], topic: str = "", initial_message: dict[str, Any] | None = None
+) -> Conversation:
+    """Start a conversation among existing employees (the creator among them); the initial message is its first post."""
+    members = list(dict.fromkeys(participants))
+    if employee_id not in members:
+        raise invalid("participants", "The creator must be one of the participants.")
+    if len(members) < 2:
+        raise invalid("participants", "A conversation needs at least two distinct participants.")
+    if len(members) > MAX_PARTICIPANTS:
+        raise invalid("participants", f"A conversation has at most {MAX_PARTICIPANTS} participants.")
+    with transaction.atomic():
+        found = set(Employee.objects.filter(pk__in=members).values_list("pk", flat=True))
+        missing = [m for m in members if m not in found]
+        if missing:
+            raise NotFound(f"Unknown employees: {', '.join(missing)}.", details={"participants": missing})
+        conversation = Conversation.objects.create(topic=topic, created_by_id=employee_id)
+        ConversationParticipant.objects.bulk_create(
+            ConversationParticipant(conversation=conversation, employee_id=m) for m in members
+        )
+        if initial_message:
+            payload = dict(initial_message)
+            action = payload.pop("action", "message")
+            if not isinstance(action, str) or len(action) > 128:
+                raise invalid("initial_message", "action must be a string of at most 128 characters.")
+            conversation_post(conversation_id=conversation.pk, sender_id=employee_id, action=action, data=payload)
+        for member in members:
+            publish_employee_update(member)
+    return Conversation.objects.prefetch_related("memberships").get(pk=conversation.pk)
+
+
+def conversation_post(
+    *,
+    conversation_id: Any,
+    sender_id: str,
+    action: str = "message",
+    data: dict[str, Any] | None = None,
+    priority: int = 2,
+    ttl_seconds: int | None = None,
+) -> ConversationPost:
+    """Post to a conversation: one `conversation` message per other participant, all or nothing (429 if one is full)."""
+    rules = limits()
+    priority = int(queue.check_priority(priority))
+    ttl = queue.resolve_ttl(ttl_seconds, rules)
+    with transaction.atomic():
+        employee_get(employee_id=sender_id)
+        conversation = _require_members(conversation_id, [sender_id])
+        others = [m.employee_id for m in conversation.memberships.all() if m.employee_id != sender_id]
+        _lock_receivers(others, rules.max_size)
+        now = timezone.now()
+        post = ConversationPost.objects.create(
+            conversation=conversation,
+            sender_id=sender_id,
+            action=action,
+            data=data or {},
+            priority=priority,
+            created_at=now,
+        )
+        messages = Message.objects.bulk_create(
+            Message(
+                sender_id=sender_id,
+                receiver_id=other,
+                message_type=MessageType.CONVERSATION.value,
+                action=action,
+                data=post.data,
+                priority=priority,
+                created_at=now,
+                expires_at=queue.expiry_time(now, ttl),
+                conversation=conversation,
+                post=post,
+            )
+            for other in others
+        )
+        employee_touch(employee_id=sender_id)
+        for message in messages:
+            publish_message(message)
+            publish_employee_update(message.receiver_id)
+        publish_employee_update(sender_id)
+    return post
