@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from instances import health, probing
-from instances.balancing import UnknownStrategy, get_strategy, strategy_names
+from instances.balancing import UnknownStrategy, get_strategy
 from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind, InstanceStatus
 from instances.counters import counter
 from instances.events import publish_cluster_update
@@ -342,8 +342,10 @@ def instances_check_health(
 
 def cluster_config_check(*, load_balance_strategy: str, heartbeat_interval: int, instance_timeout: int) -> None:
     """Raise InvalidInput unless these effective settings make a sensible cluster."""
-    if load_balance_strategy not in strategy_names(settings.SEED_CUSTOM_STRATEGIES):
-        _strategy_for(load_balance_strategy)  # raises the 400 naming the valid strategies
+    try:
+        get_strategy(load_balance_strategy, counter=counter, custom=settings.SEED_CUSTOM_STRATEGIES)
+    except UnknownStrategy as exc:
+        raise invalid("load_balance_strategy", str(exc)) from exc
     _check_int("heartbeat_interval", heartbeat_interval, 1, MAX_INTERVAL_SECONDS)
     _check_int("instance_timeout", instance_timeout, 1, MAX_INTERVAL_SECONDS)
     if instance_timeout <= heartbeat_interval:
