@@ -89,7 +89,16 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class EmployeeIdField(serializers.CharField):
+class StrictCharField(serializers.CharField):
+    """A string that must arrive as a JSON string (DRF would quietly turn 12 or true into text)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class EmployeeIdField(StrictCharField):
     """An employee id as the protocol defines it."""
 
     def __init__(self, **kwargs):
@@ -108,7 +117,7 @@ class RegisterSerializer(serializers.Serializer):
     """POST employees/register."""
 
     employee_id = EmployeeIdField()
-    role = serializers.CharField(max_length=64)
+    role = StrictCharField(max_length=64)
 
     def validate_role(self, value: str) -> str:
         try:
@@ -127,14 +136,14 @@ class SendSerializer(serializers.Serializer):
     """POST employees/{id}/messages: the seed's send body plus correlation, conversation and idempotency ids."""
 
     receiver_id = EmployeeIdField()
-    message_type = serializers.CharField(max_length=64)
-    action = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    message_type = StrictCharField(max_length=64)
+    action = StrictCharField(max_length=128, required=False, allow_blank=True, default="")
     data = serializers.JSONField(required=False, default=dict)
     priority = serializers.JSONField(required=False, default=int(protocol.MessagePriority.NORMAL))
     ttl_seconds = StrictIntegerField(required=False, allow_null=True, default=None)
-    correlation_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+    correlation_id = StrictCharField(max_length=128, required=False, allow_null=True, default=None)
     conversation_id = serializers.UUIDField(required=False, allow_null=True, default=None)
-    message_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+    message_id = StrictCharField(max_length=128, required=False, allow_null=True, default=None)
 
     def validate_message_type(self, value: str) -> str:
         try:
@@ -183,7 +192,7 @@ class ConversationCreateSerializer(serializers.Serializer):
     """POST employees/{id}/conversations."""
 
     participants = serializers.ListField(child=EmployeeIdField(), min_length=2, max_length=100)
-    topic = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    topic = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
     initial_message = serializers.JSONField(required=False, allow_null=True, default=None)
 
     def validate_initial_message(self, value: Any) -> dict | None:
@@ -200,9 +209,9 @@ class PostSerializer(serializers.Serializer):
     """POST conversations/{cid}/messages: ``content`` (text) or ``data`` (object)."""
 
     sender_id = EmployeeIdField()
-    content = serializers.CharField(required=False, allow_blank=True, max_length=65536)
+    content = StrictCharField(required=False, allow_blank=True, max_length=65536)
     data = serializers.JSONField(required=False)
-    action = serializers.CharField(max_length=128, required=False, allow_blank=True, default="message")
+    action = StrictCharField(max_length=128, required=False, allow_blank=True, default="message")
     priority = serializers.JSONField(required=False, default=int(protocol.MessagePriority.NORMAL))
     ttl_seconds = StrictIntegerField(required=False, allow_null=True, default=None)
 
