@@ -1,0 +1,209 @@
+"""Domain services: health passes against a real loopback server, heartbeats, picks, cluster config."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from instances import probing, selectors, services
+from instances.manager import MultiInstanceManager
+from instances.models import ClusterConfig, Instance, InstanceEvent
+from instances.tasks import check_instances
+from seedproject.errors import InstanceUnreachable, InvalidInput, NoHealthyInstance, NotFound
+
+pytestmark = pytest.mark.django_db
+
+
+def later(seconds):
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def test_probe_passes_on_2xx(health_server):
+    assert probing.probe(f"http://127.0.0.1:{health_server}/health", timeout=1) == probing.ProbeResult(True, "", 200)
+
+
+def test_probe_does_not_follow_redirects(health_server):
+    result = probing.probe(f"http://127.0.0.1:{health_server}/redirect", timeout=1)
+    assert not result.ok
+    assert result.status_code == 302
+    assert "redirect" in result.cause
+
+
+def test_probe_reports_connection_refused(closed_port):
+    assert probing.probe(f"http://127.0.0.1:{closed_port}/health", timeout=1).cause == "Connection refused"
+
+
+def test_register_with_verify_fails_with_the_cause(closed_port):
+    with pytest.raises(InstanceUnreachable) as caught:
+        services.instance_register(host="127.0.0.1", port=closed_port)
+    assert caught.value.message == "Instance registration failed (实例注册失败): Connection refused"
+    assert caught.value.details["cause"] == "Connection refused"
+
+
+def test_registration_records_an_event(make_instance):
+    instance = make_instance(9001)
+    event = InstanceEvent.objects.get(instance=instance)
+    assert (event.kind, event.to_status, event.actor, event.address) == (
+        "registered",
+        "active",
+        "api",
+        "127.0.0.1:9001",
+    )
+
+
+def test_health_pass_with_passing_probe(health_server, make_instance):
+    instance = make_instance(health_server)
+    counts = services.instances_check_health()
+    assert counts == {"checked": 1, "passed": 1, "failed": 0, "changed": 0}
+    instance.refresh_from_db()
+    assert instance.last_probe_ok is not None
+    assert instance.status == "active"
+
+
+def test_health_pass_redirect_is_a_failed_probe(health_server, make_instance):
+    instance = make_instance(health_server, health_check_path="/redirect")
+    assert services.instances_check_health() == {"checked": 1, "passed": 0, "failed": 1, "changed": 0}
+    instance.refresh_from_db()
+    assert instance.last_probe_ok is None
+
+
+def test_stale_instance_becomes_unhealthy_with_an_event(closed_port, make_instance):
+    instance = make_instance(closed_port)
+    assert services.instances_check_health()["changed"] == 0  # just registered: fresh
+    counts = services.instances_check_health(now=later(31))
+    assert counts == {"checked": 1, "passed": 0, "failed": 1, "changed": 1}
+    instance.refresh_from_db()
+    assert instance.status == "unhealthy"
+    event = InstanceEvent.objects.get(instance=instance, kind="status_changed")
+    assert (event.from_status, event.to_status, event.actor) == ("active", "unhealthy", "health_check")
+    assert event.reason == "no heartbeat or passing probe for 30 s"
+    with pytest.raises(NoHealthyInstance):
+        services.instance_select()
+    # A second pass does not record the change again.
+    assert services.instances_check_health(now=later(62))["changed"] == 0
+
+
+def test_passing_probe_keeps_an_instance_fresh_and_recovers_it(health_server, make_instance):
+    instance = make_instance(health_server)
+    Instance.objects.filter(pk=instance.pk).update(
+        status="unhealthy", last_heartbeat=timezone.now() - timedelta(hours=1)
+    )
+    counts = services.instances_check_health(now=later(3600))
+    assert counts["changed"] == 1
+    instance.refresh_from_db()
+    assert instance.status == "active"
+    event = InstanceEvent.objects.get(instance=instance, kind="status_changed")
+    assert (event.from_status, event.to_status, event.reason) == ("unhealthy", "active", "recovered: passing probe")
+
+
+def test_heartbeat_recovers_an_unhealthy_instance(closed_port, make_instance):
+    instance = make_instance(closed_port)
+    services.instances_check_health(now=later(31))
+    recovered = services.instance_heartbeat(instance_id=instance.pk, connections=3)
+    assert recovered.status == "active"
+    assert recovered.connections == 3
+    assert services.instance_select()[0].pk == instance.pk
+
+
+@pytest.mark.parametrize("status", ["draining", "disabled"])
+def test_operator_statuses_are_not_probed_or_changed(closed_port, make_instance, status):
+    instance = make_instance(closed_port)
+    services.instance_update(instance_id=instance.pk, status=status)
+    assert services.instances_check_health(now=later(3600))["checked"] == 0
+    instance.refresh_from_db()
+    assert instance.status == status
+
+
+def test_heartbeat_is_two_queries(make_instance, django_assert_num_queries):
+    instance = make_instance(9001)
+    with django_assert_num_queries(2):
+        services.instance_heartbeat(instance_id=instance.pk, cpu_usage=1.0, memory_usage=2.0, connections=3)
+
+
+def test_heartbeat_resets_picks(make_instance):
+    instance = make_instance(9001)
+    services.instance_select(strategy="least_connections")
+    services.instance_select(strategy="least_connections")
+    instance.refresh_from_db()
+    assert instance.picks_since_heartbeat == 2
+    assert services.instance_heartbeat(instance_id=instance.pk).picks_since_heartbeat == 0
+
+
+def test_heartbeat_unknown_is_not_found():
+    with pytest.raises(NotFound):
+        services.instance_heartbeat(instance_id="0b7f7f3e-0000-4000-8000-000000000000")
+    with pytest.raises(NotFound):
+        services.instance_heartbeat(instance_id="garbage")
+
+
+def test_select_is_one_query_with_an_explicit_strategy(make_instance, django_assert_num_queries):
+    make_instance(9001)
+    with django_assert_num_queries(1):
+        services.instance_select(strategy="round_robin")
+
+
+def test_health_pass_publishes_one_update(closed_port, make_instance, django_capture_on_commit_callbacks):
+    make_instance(closed_port)
+    make_instance(closed_port + 1 if closed_port < 65535 else closed_port - 1)
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.instances_check_health(now=later(31))
+    assert len(callbacks) == 1
+
+
+def test_config_timeout_changes_what_is_stale(closed_port, make_instance):
+    instance = make_instance(closed_port)
+    services.cluster_config_update(instance_timeout=120)
+    assert services.instances_check_health(now=later(60))["changed"] == 0
+    services.cluster_config_update(reset=["instance_timeout"])
+    assert services.instances_check_health(now=later(60))["changed"] == 1
+    instance.refresh_from_db()
+    assert instance.status == "unhealthy"
+
+
+def test_config_heartbeat_interval_drives_the_beat_schedule():
+    assert selectors.heartbeat_interval_seconds() == 10.0
+    services.cluster_config_update(heartbeat_interval=3)
+    assert selectors.heartbeat_interval_seconds() == 3.0
+    assert ClusterConfig.objects.count() == 1
+
+
+def test_config_strategy_changes_the_default_pick(make_instance):
+    make_instance(9001)
+    services.cluster_config_update(load_balance_strategy="least_connections")
+    assert services.instance_select()[1] == "least_connections"
+
+
+def test_config_rejects_a_timeout_not_above_the_interval():
+    with pytest.raises(InvalidInput) as caught:
+        services.cluster_config_update(heartbeat_interval=30, instance_timeout=30)
+    assert "instance_timeout" in caught.value.details
+    assert selectors.cluster_config_get()["heartbeat_interval"] == 10
+
+
+def test_update_refuses_unhealthy_status(make_instance):
+    instance = make_instance(9001)
+    with pytest.raises(InvalidInput):
+        services.instance_update(instance_id=instance.pk, status="unhealthy")
+
+
+def test_check_instances_task_runs_one_pass(health_server, make_instance):
+    make_instance(health_server)
+    assert check_instances.delay().get() == {"checked": 1, "passed": 1, "failed": 0, "changed": 0}
+
+
+def test_manager_is_a_thin_entry_point(health_server):
+    manager = MultiInstanceManager(heartbeat_interval=5, instance_timeout=20, load_balance_strategy="weighted")
+    instance = manager.register_instance("127.0.0.1", health_server, weight=2)
+    assert manager.heartbeat(instance.pk, cpu_usage=10.0).cpu_usage == 10.0
+    assert manager.get_instance().pk == instance.pk
+    assert manager.select()[1] == "weighted"
+    assert manager.cluster_stats()["healthy_instances"] == 1
+    assert manager.check_instances()["passed"] == 1
+    config = manager.save_config()
+    assert (config["load_balance_strategy"], config["heartbeat_interval"], config["instance_timeout"]) == (
+        "weighted",
+        5,
+        20,
+    )
+    manager.deregister_instance(instance.pk)
+    assert manager.cluster_stats()["total_instances"] == 0
