@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Iterable
@@ -29,16 +30,20 @@ logger = logging.getLogger(__name__)
 _HOST_RE = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
 )
-_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
 _PATH_RE = re.compile(r"^/[\x21-\x7e]{0,254}$")
 MAX_INTERVAL_SECONDS = 86_400
 
 
 def validate_host(host: Any) -> str:
     """The host if it is a hostname or IP address, else 400 on ``host``."""
-    if not isinstance(host, str) or not (_HOST_RE.match(host) or (":" in host and _IPV6_RE.match(host))):
-        raise invalid("host", "Enter a hostname or an IP address.")
-    return host
+    if isinstance(host, str) and ":" in host:
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            pass
+    elif isinstance(host, str) and _HOST_RE.match(host):
+        return host
+    raise invalid("host", "Enter a hostname or an IP address.")
 
 
 def validate_health_check_path(path: Any) -> str:
@@ -102,7 +107,7 @@ def instance_register(
     actor: str = "api",
 ) -> tuple[Instance, bool]:
     """Register host:port (probing it first when ``verify``); the same address again updates it in place."""
-    validate_host(host)
+    host = validate_host(host)
     _check_int("port", port, 1, 65535)
     _check_int("weight", weight, 1, 1000)
     validate_health_check_path(health_check_path)

@@ -1,5 +1,7 @@
 """REST edge of the instances app: parse, call one service or selector, render."""
 
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,11 +18,27 @@ from instances.serializers import (
 from seedproject.api import page_params, validated
 
 
+class NestingSafeJSONParser(JSONParser):
+    """DRF's JSON parser, but a body nested too deeply for Python's decoder is a 400, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON nested too deeply.") from exc
+
+
+class InstancesAPIView(APIView):
+    """Base of the instances routes (see NestingSafeJSONParser; belongs in seedproject.api eventually)."""
+
+    parser_classes = [NestingSafeJSONParser]
+
+
 def _one(instance, status: int = 200) -> Response:
     return Response({"success": True, "instance": selectors.instance_to_dict(instance)}, status=status)
 
 
-class InstanceListView(APIView):
+class InstanceListView(InstancesAPIView):
     """POST registers an instance; GET lists them (``?status=``, ``?limit=&offset=``)."""
 
     def post(self, request: Request) -> Response:
@@ -36,7 +54,7 @@ class InstanceListView(APIView):
         return Response({"success": True, "instances": body, "count": count})
 
 
-class InstanceDetailView(APIView):
+class InstanceDetailView(InstancesAPIView):
     """GET reads, PATCH changes weight/metadata/status, DELETE deregisters."""
 
     def get(self, request: Request, instance_id) -> Response:
@@ -51,7 +69,7 @@ class InstanceDetailView(APIView):
         return Response({"success": True, "deleted": str(instance_id)})
 
 
-class InstanceHeartbeatView(APIView):
+class InstanceHeartbeatView(InstancesAPIView):
     """POST a heartbeat with optional cpu_usage / memory_usage / connections."""
 
     def post(self, request: Request, instance_id) -> Response:
@@ -59,7 +77,7 @@ class InstanceHeartbeatView(APIView):
         return _one(services.instance_heartbeat(instance_id=instance_id, **data))
 
 
-class LoadBalanceView(APIView):
+class LoadBalanceView(InstancesAPIView):
     """GET one active instance chosen by the cluster's (or ``?strategy=``) strategy."""
 
     def get(self, request: Request) -> Response:
@@ -69,14 +87,14 @@ class LoadBalanceView(APIView):
         return Response({"success": True, "instance": body, "url": body["url"], "strategy": strategy})
 
 
-class ClusterStatsView(APIView):
+class ClusterStatsView(InstancesAPIView):
     """GET the seed's cluster_stats."""
 
     def get(self, request: Request) -> Response:
         return Response({"success": True, "cluster_stats": selectors.cluster_stats()})
 
 
-class ClusterConfigView(APIView):
+class ClusterConfigView(InstancesAPIView):
     """GET the live cluster settings; PUT overrides them (null resets a field to its default)."""
 
     def get(self, request: Request) -> Response:

@@ -77,6 +77,12 @@ def test_reregistration_is_idempotent(api):
     assert Instance.objects.count() == 1
 
 
+def test_ipv6_host_gets_a_bracketed_url(api):
+    response = api.post(f"{BASE}/instances", {"host": "::1", "port": 9001, "verify": False})
+    assert response.status_code == 201
+    assert response.json()["instance"]["url"] == "http://[::1]:9001"
+
+
 def test_unhealthy_instance_that_reregisters_is_active_again(api):
     instance_id = register(api, 9001).json()["instance"]["id"]
     Instance.objects.filter(pk=instance_id).update(status="unhealthy")
@@ -103,6 +109,8 @@ def test_unhealthy_instance_that_reregisters_is_active_again(api):
         ({"host": "evil.com/path?", "port": 8000}, "host"),
         ({"host": "user@host", "port": 8000}, "host"),
         ({"host": ["a"], "port": 8000}, "host"),
+        ({"host": "::::zz", "port": 8000}, "host"),
+        ({"host": "a" * 300, "port": 8000}, "host"),
         ({"host": "127.0.0.1", "port": 8000, "health_check_path": "health"}, "health_check_path"),
         ({"host": "127.0.0.1", "port": 8000, "health_check_path": "/a b"}, "health_check_path"),
         ({"host": "127.0.0.1", "port": 8000, "verify": "maybe"}, "verify"),
@@ -405,3 +413,9 @@ def test_cluster_config_invalid(api, body, field):
 
 def test_cluster_config_bad_json(api):
     assert_error(api.put(f"{BASE}/cluster/config", "nope", content_type="application/json"), 400, "invalid")
+
+
+def test_deeply_nested_json_is_400_not_500(api):
+    body = '{"host": "127.0.0.1", "port": 9001, "verify": false, "metadata": ' + '{"a":' * 5000 + "1" + "}" * 5001
+    assert_error(api.post(f"{BASE}/instances", body, content_type="application/json"), 400, "invalid")
+    assert not Instance.objects.exists()
