@@ -1,0 +1,115 @@
+"""The employee monitor socket, with Channels' WebsocketCommunicator (run through async_to_sync: no asyncio plugin)."""
+
+import functools
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from collaboration import services
+from collaboration.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = URLRouter(websocket_urlpatterns)
+
+
+def sync(test):
+    """Run an async test body on an event loop (pytest has no asyncio plugin here)."""
+
+    @functools.wraps(test)
+    def runner():
+        async_to_sync(test)()
+
+    return runner
+
+
+def monitor(employee_id: str) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, f"/api/v1/collaboration/employees/{employee_id}/monitor")
+
+
+@database_sync_to_async
+def setup_pair() -> None:
+    services.employee_register(employee_id="dev_001", role="developer")
+    services.employee_register(employee_id="qa_001", role="qa_engineer")
+    services.connection_create(employee_id="dev_001", target_employee_id="qa_001")
+
+
+@database_sync_to_async
+def send_task() -> str:
+    message, _ = services.message_send(
+        sender_id="dev_001", receiver_id="qa_001", message_type="task_request", action="test_code", priority=3
+    )
+    return str(message.pk)
+
+
+@sync
+async def test_snapshot_on_connect():
+    await setup_pair()
+    ws = monitor("qa_001")
+    connected, _ = await ws.connect()
+    assert connected
+    frame = await ws.receive_json_from(timeout=5)
+    assert frame["type"] == "employee_update"
+    assert frame["stats"]["employee_id"] == "qa_001" and frame["stats"]["connections"] == 1
+    assert set(frame["stats"]["message_stats"]) >= {"sent", "received", "acked", "queued", "expired", "dead"}
+    await ws.disconnect()
+
+
+@sync
+async def test_message_frame_and_update_after_a_send():
+    await setup_pair()
+    ws = monitor("qa_001")
+    await ws.connect()
+    await ws.receive_json_from(timeout=5)  # snapshot
+    message_id = await send_task()
+    arrived = await ws.receive_json_from(timeout=5)
+    assert arrived["type"] == "message"
+    assert arrived["message"]["id"] == message_id and arrived["message"]["action"] == "test_code"
+    update = await ws.receive_json_from(timeout=5)
+    assert update["type"] == "employee_update"
+    assert update["stats"]["message_stats"]["queued"] == 1 and update["stats"]["queue_depth"]["3"] == 1
+    assert update["seq"] > arrived["seq"]
+    await ws.disconnect()
+
+
+@sync
+async def test_sender_monitor_sees_its_sent_count():
+    await setup_pair()
+    ws = monitor("dev_001")
+    await ws.connect()
+    await ws.receive_json_from(timeout=5)
+    await send_task()
+    update = await ws.receive_json_from(timeout=5)
+    assert update["type"] == "employee_update" and update["stats"]["message_stats"]["sent"] == 1
+    await ws.disconnect()
+
+
+@sync
+async def test_unknown_employee_closes_with_4404():
+    ws = monitor("ghost")
+    connected, _ = await ws.connect()
+    assert connected  # accepted first so that browsers see the close code
+    closing = await ws.receive_output(timeout=5)
+    assert closing == {"type": "websocket.close", "code": 4404}
+
+
+@sync
+async def test_bad_frames_get_an_error_and_the_socket_stays_open():
+    await setup_pair()
+    ws = monitor("qa_001")
+    await ws.connect()
+    await ws.receive_json_from(timeout=5)
+    await ws.send_to(text_data="{not json")
+    error = await ws.receive_json_from(timeout=5)
+    assert error["type"] == "error"
+    await ws.send_json_to({"action": "dance"})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "error"
+    await ws.send_to(bytes_data=b"\x00")
+    assert (await ws.receive_json_from(timeout=5))["type"] == "error"
+    await ws.send_json_to({"action": "snapshot"})
+    snapshot = await ws.receive_json_from(timeout=5)
+    assert snapshot["type"] == "employee_update" and snapshot["stats"]["employee_id"] == "qa_001"
+    await ws.disconnect()
