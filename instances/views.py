@@ -1,7 +1,5 @@
 """REST edge of the instances app: parse, call one service or selector, render."""
 
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,20 +16,8 @@ from instances.serializers import (
 from seedproject.api import page_params, validated
 
 
-class NestingSafeJSONParser(JSONParser):
-    """DRF's JSON parser, but a body nested too deeply for Python's decoder is a 400, not a 500."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError as exc:
-            raise ParseError("JSON nested too deeply.") from exc
-
-
 class InstancesAPIView(APIView):
-    """Base of the instances routes (see NestingSafeJSONParser; belongs in seedproject.api eventually)."""
-
-    parser_classes = [NestingSafeJSONParser]
+    """Base of the instances routes."""
 
 
 def _one(instance, status: int = 200) -> Response:

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,6 +27,16 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.Throttled: "throttled",
 }
+
+
+class NestingSafeJSONParser(JSONParser):
+    """DRF's JSON parser, but a body nested too deeply for Python's decoder is a 400, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise exceptions.ParseError("JSON nested too deeply.") from exc
 
 
 def error_body(message: str, code: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
