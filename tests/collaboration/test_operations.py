@@ -1,11 +1,12 @@
 """Operator tools: management commands, admin pages and actions, Celery tasks, events."""
 
+import asyncio
 import json
 from datetime import timedelta
 from io import StringIO
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -140,18 +141,30 @@ def test_beat_schedule_names_the_tasks(settings):
 
 
 def test_events_are_sent_only_after_commit(pair, django_capture_on_commit_callbacks):
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(events.employee_group("qa_001"), channel)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        message = send("hello")
-    assert len(callbacks) == 3  # message + two employee updates, all deferred to after commit
-    first = async_to_sync(layer.receive)(channel)
-    second = async_to_sync(layer.receive)(channel)
+    group = events.employee_group("qa_001")
+
+    def send_and_commit():
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            message = send("hello")
+        assert len(callbacks) == 3  # the message + two employee updates, all deferred to after commit
+        return message
+
+    async def scenario():
+        # One event loop for every layer call: channels-redis keeps its connections per loop.
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        try:
+            message = await sync_to_async(send_and_commit)()
+            frames = [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(2)]
+        finally:
+            await layer.group_discard(group, channel)
+        return message, frames
+
+    message, (first, second) = async_to_sync(scenario)()
     assert first["type"] == "message" and first["message"]["id"] == str(message.pk)
     assert second["type"] == "employee_update" and second["stats"]["message_stats"]["queued"] == 1
     assert second["seq"] == first["seq"] + 1
-    async_to_sync(layer.group_discard)(events.employee_group("qa_001"), channel)
 
 
 def test_long_employee_ids_get_a_valid_group_name():
