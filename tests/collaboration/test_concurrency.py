@@ -1,0 +1,75 @@
+"""Concurrent senders and receivers against the real PostgreSQL (marker ``services``)."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+
+from collaboration import selectors, services
+from seedproject.errors import QueueFull
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+def in_thread(fn):
+    """Run fn on a worker thread with its own database connection, closed afterwards."""
+
+    def wrapper(*args):
+        try:
+            return fn(*args)
+        finally:
+            connection.close()
+
+    return wrapper
+
+
+@pytest.fixture
+def senders():
+    services.employee_register(employee_id="qa_001", role="qa_engineer")
+    ids = [f"dev_{i:03d}" for i in range(8)]
+    for sender in ids:
+        services.employee_register(employee_id=sender, role="developer")
+        services.connection_create(employee_id=sender, target_employee_id="qa_001")
+    return ids
+
+
+def test_bound_holds_under_concurrent_senders(senders, settings):
+    settings.SEED_MESSAGE_QUEUE_MAX_SIZE = 10
+    start = threading.Barrier(len(senders))
+
+    @in_thread
+    def burst(sender):
+        start.wait()
+        stored = 0
+        for _ in range(4):
+            try:
+                services.message_send(sender_id=sender, receiver_id="qa_001", message_type="notification")
+                stored += 1
+            except QueueFull:
+                pass
+        return stored
+
+    with ThreadPoolExecutor(len(senders)) as pool:
+        stored = sum(pool.map(burst, senders))
+    assert stored == 10
+    assert selectors.live_message_count(receiver_id="qa_001") == 10
+
+
+def test_concurrent_receivers_never_get_the_same_message(senders):
+    for i in range(40):
+        services.message_send(sender_id=senders[i % len(senders)], receiver_id="qa_001", message_type="query")
+    start = threading.Barrier(6)
+
+    @in_thread
+    def drain(_):
+        start.wait()
+        got = []
+        while batch := services.messages_receive(employee_id="qa_001", limit=3):
+            got.extend(m.pk for m in batch)
+        return got
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(drain, range(6)))
+    every = [pk for result in results for pk in result]
+    assert len(every) == 40 and len(set(every)) == 40
