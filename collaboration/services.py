@@ -265,9 +265,11 @@ def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list
     with transaction.atomic():
         now = timezone.now()
         _reclaim(Q(receiver_id=receiver_id), now, rules)
+        # _reclaim just expired everything past its TTL (same `now`, same transaction), so no expires_at
+        # filter is needed: equality on (receiver, status) + ORDER BY matches the dequeue index exactly.
         ids = list(
             Message.objects.select_for_update(**_skip_locked())
-            .filter(receiver_id=receiver_id, status=MessageStatus.QUEUED, expires_at__gt=now)
+            .filter(receiver_id=receiver_id, status=MessageStatus.QUEUED)
             .order_by("-priority", "created_at")
             .values_list("pk", flat=True)[:limit]
         )

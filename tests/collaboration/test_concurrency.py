@@ -73,3 +73,19 @@ def test_concurrent_receivers_never_get_the_same_message(senders):
         results = list(pool.map(drain, range(6)))
     every = [pk for result in results for pk in result]
     assert len(every) == 40 and len(set(every)) == 40
+
+
+def test_long_poll_returns_a_message_sent_while_waiting(senders):
+    started = threading.Event()
+
+    @in_thread
+    def wait_for_one():
+        started.set()
+        return services.messages_receive(employee_id="qa_001", limit=1, wait=20)
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(wait_for_one)
+        started.wait()
+        message, _ = services.message_send(sender_id=senders[0], receiver_id="qa_001", message_type="query")
+        got = waiting.result(timeout=30)
+    assert [m.pk for m in got] == [message.pk]
