@@ -121,7 +121,8 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate_role(self, value: str) -> str:
         try:
-            return protocol.validate_role(value, getattr(settings, "SEED_EXTRA_ROLES", None))
+            # No (or an empty) SEED_EXTRA_ROLES: any well-formed role; a list: built-in roles + that list.
+            return protocol.validate_role(value, getattr(settings, "SEED_EXTRA_ROLES", None) or None)
         except protocol.ProtocolError as exc:
             raise serializers.ValidationError(exc.errors["role"]) from exc
 
