@@ -147,3 +147,31 @@ def system_stats() -> dict[str, Any]:
         "conversations": Conversation.objects.count(),
         "connections": Connection.objects.count(),
     }
+
+
+def employee_overview(*, limit: int = 500) -> list[dict[str, Any]]:
+    """Registered employees with their waiting messages by priority (two queries, for the dashboard)."""
+    employees = list(Employee.objects.exclude(status=EmployeeStatus.UNREGISTERED).order_by("employee_id")[:limit])
+    depth = (
+        Message.objects.filter(
+            receiver_id__in=[e.employee_id for e in employees],
+            status=MessageStatus.QUEUED,
+            expires_at__gt=timezone.now(),
+        )
+        .order_by()
+        .values_list("receiver_id", "priority")
+        .annotate(n=Count("pk"))
+    )
+    waiting: dict[str, dict[str, int]] = {}
+    for receiver_id, priority, count in depth:
+        waiting.setdefault(receiver_id, {})[str(priority)] = count
+    return [
+        {
+            "employee_id": e.employee_id,
+            "role": e.role,
+            "status": e.status,
+            "last_seen": e.last_seen.isoformat().replace("+00:00", "Z"),
+            "queue_depth": {str(p.value): waiting.get(e.employee_id, {}).get(str(p.value), 0) for p in MessagePriority},
+        }
+        for e in employees
+    ]

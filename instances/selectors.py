@@ -15,6 +15,7 @@ from seedproject.errors import NotFound
 
 # A monitor frame lists at most this many instances (the stats still count all of them).
 SNAPSHOT_MAX_INSTANCES = 500
+SNAPSHOT_RECENT_EVENTS = 20
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -151,11 +152,26 @@ def cluster_stats() -> dict[str, Any]:
     }
 
 
+def event_to_dict(event: InstanceEvent) -> dict[str, Any]:
+    """An instance event, JSON-ready (the dashboard's "recent status events")."""
+    return {
+        "instance_id": str(event.instance_id) if event.instance_id else None,
+        "address": event.address,
+        "kind": event.kind,
+        "from_status": event.from_status or None,
+        "to_status": event.to_status or None,
+        "reason": event.reason,
+        "actor": event.actor,
+        "created_at": _iso(event.created_at),
+    }
+
+
 def cluster_snapshot() -> dict[str, Any]:
-    """The monitor frame: ``{"type": "cluster_update", "cluster_stats": {...}, "instances": [...]}``."""
+    """The monitor frame: ``{"type": "cluster_update", "cluster_stats", "instances", "events"}``."""
     instances = Instance.objects.order_by("registered_at", "id")[:SNAPSHOT_MAX_INSTANCES]
     return {
         "type": "cluster_update",
         "cluster_stats": cluster_stats(),
         "instances": [instance_to_dict(instance) for instance in instances],
+        "events": [event_to_dict(event) for event in instance_events(limit=SNAPSHOT_RECENT_EVENTS)],
     }

@@ -3,11 +3,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from seedproject import views
+from seedproject import dashboard, views
 
 urlpatterns = [
     path("health", views.health, name="health"),
     path("admin/", admin.site.urls),
+    path("dashboard/", dashboard.cluster, name="dashboard-cluster"),
+    path("dashboard/employees/", dashboard.employees, name="dashboard-employees"),
     path("api/v1/multi-instance/", include("instances.urls")),
     path("api/v1/collaboration/", include("collaboration.urls")),
 ]

@@ -64,6 +64,9 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DATABASE_URL is set")
     SECRET_KEY = "embedded-default-not-secret-" + str(DATA_DIR)
 
+# Anonymous API access exists only on the embedded default, and only from loopback addresses.
+SEED_ALLOW_LOCAL_ANONYMOUS = env_bool("SEED_ALLOW_LOCAL_ANONYMOUS", SEED_EMBEDDED)
+
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -216,6 +219,8 @@ SEED_EXPIRY_INTERVAL = env_int("SEED_EXPIRY_INTERVAL", 5)
 SEED_CONNECTION_STALE_SECONDS = env_int("SEED_CONNECTION_STALE_SECONDS", 24 * 3600)
 SEED_MAX_RECEIVE_WAIT = env_int("SEED_MAX_RECEIVE_WAIT", 30)
 SEED_EXTRA_MESSAGE_TYPES = env_list("SEED_EXTRA_MESSAGE_TYPES", [])
+# Empty: any well-formed role name is accepted; otherwise the built-in roles plus these.
+SEED_EXTRA_ROLES = env_list("SEED_EXTRA_ROLES", [])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
