@@ -7,6 +7,9 @@ from rest_framework import serializers
 
 from collaboration import protocol
 from collaboration.models import Connection, Conversation, ConversationPost, Employee, Message
+from instances.balancing import strategy_names
+
+ROLE_PREFIX = "role:"  # services.ROLE_PREFIX; serializers do not import services
 
 
 def _iso(value) -> str | None:
@@ -113,6 +116,22 @@ class EmployeeIdField(StrictCharField):
             raise serializers.ValidationError(next(iter(exc.errors.values()))) from exc
 
 
+class ReceiverField(EmployeeIdField):
+    """An employee id, or ``role:<role>`` to let the server pick a connected employee of that role."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 128 + len(ROLE_PREFIX))
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data.startswith(ROLE_PREFIX):
+            try:
+                return ROLE_PREFIX + protocol.validate_role(data[len(ROLE_PREFIX) :])
+            except protocol.ProtocolError as exc:
+                raise serializers.ValidationError([f"A role receiver is role:<role>; {exc.errors['role'][0]}"]) from exc
+        return super().to_internal_value(data)
+
+
 class RegisterSerializer(serializers.Serializer):
     """POST employees/register."""
 
@@ -136,7 +155,7 @@ class ConnectSerializer(serializers.Serializer):
 class SendSerializer(serializers.Serializer):
     """POST employees/{id}/messages: the seed's send body plus correlation, conversation and idempotency ids."""
 
-    receiver_id = EmployeeIdField()
+    receiver_id = ReceiverField()
     message_type = StrictCharField(max_length=64)
     action = StrictCharField(max_length=128, required=False, allow_blank=True, default="")
     data = serializers.JSONField(required=False, default=dict)
@@ -145,6 +164,15 @@ class SendSerializer(serializers.Serializer):
     correlation_id = StrictCharField(max_length=128, required=False, allow_null=True, default=None)
     conversation_id = serializers.UUIDField(required=False, allow_null=True, default=None)
     message_id = StrictCharField(max_length=128, required=False, allow_null=True, default=None)
+    routing = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+
+    def validate_routing(self, value: str | None) -> str | None:
+        names = strategy_names(settings.SEED_CUSTOM_STRATEGIES)
+        if value is not None and value not in names:
+            raise serializers.ValidationError(
+                f"Unknown routing strategy {value!r}; expected one of: {', '.join(names)}."
+            )
+        return value
 
     def validate_message_type(self, value: str) -> str:
         try:

@@ -5,6 +5,7 @@ Every rule of the bus lives here or in the pure modules (protocol.py, queue.py);
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,8 @@ from collaboration.events import publish_employee_update, publish_message
 from collaboration.models import Connection, Conversation, ConversationParticipant, ConversationPost, Employee, Message
 from collaboration.protocol import MessageType
 from collaboration.selectors import connection_exists, conversation_get, employee_get
+from instances.balancing import UnknownStrategy, get_strategy
+from instances.counters import counter
 from seedproject.errors import Conflict, DomainError, NotConnected, NotFound, QueueFull, invalid
 
 LIVE = (MessageStatus.QUEUED, MessageStatus.LEASED)
@@ -26,6 +29,8 @@ MAX_PARTICIPANTS = 100
 # last_seen is refreshed at most this often: one conditional UPDATE that usually matches no row.
 LAST_SEEN_RESOLUTION = timedelta(seconds=5)
 RECEIVE_POLL_SECONDS = 0.2
+ROLE_PREFIX = "role:"
+DEFAULT_ROLE_ROUTING = "least_connections"  # for employees: fewest live (queued + leased) messages
 
 
 class NotParticipant(DomainError):
@@ -34,6 +39,14 @@ class NotParticipant(DomainError):
     status_code = 403
     code = "forbidden"
     default_message = "Only participants may post to or read this conversation."
+
+
+class NoRoute(DomainError):
+    """A ``role:<role>`` receiver matched no active employee of that role connected to the sender."""
+
+    status_code = 409
+    code = "no_route"
+    default_message = "No active employee of that role is connected to the sender."
 
 
 def limits() -> queue.QueueLimits:
@@ -141,6 +154,54 @@ def connections_prune(*, stale_seconds: int | None = None) -> int:
 # --- sending -------------------------------------------------------------------------------------
 
 
+@dataclass
+class _RouteCandidate:
+    """An employee as the instance strategies see it: ``connections`` is its live queue depth."""
+
+    id: str
+    connections: int
+    weight: int = 1
+    picks_since_heartbeat: int = 0
+
+
+def message_route(*, sender_id: str, receiver_id: str, routing: str | None = None) -> str:
+    """Resolve ``role:<role>`` to one connected, active employee of that role; a plain id is returned as is.
+
+    The pick reuses the instance strategies (instances.balancing): by default the fewest live messages
+    (least_connections over queue depth), or ``round_robin`` / ``random`` / a custom strategy by name.
+    """
+    if not receiver_id.startswith(ROLE_PREFIX):
+        return receiver_id
+    role = receiver_id[len(ROLE_PREFIX) :]
+    employee_get(employee_id=sender_id)
+    name = routing or getattr(settings, "SEED_ROLE_ROUTING_STRATEGY", DEFAULT_ROLE_ROUTING)
+    try:
+        picker = get_strategy(name, counter=counter, custom=settings.SEED_CUSTOM_STRATEGIES)
+    except UnknownStrategy as exc:
+        raise invalid("routing", str(exc)) from exc
+    if hasattr(picker, "key"):  # a rotation of its own per role, apart from the instance rotation
+        picker.key = f"route:{role}:{name}"
+    pairs = Connection.objects.filter(Q(employee_a_id=sender_id) | Q(employee_b_id=sender_id))
+    peers = {pid for pair in pairs.values_list("employee_a_id", "employee_b_id") for pid in pair} - {sender_id}
+    live = Q(received_messages__status__in=LIVE, received_messages__expires_at__gt=timezone.now())
+    rows = (
+        Employee.objects.filter(pk__in=peers, role=role, status=EmployeeStatus.ACTIVE)
+        .annotate(depth=Count("received_messages", filter=live))
+        .order_by("pk")
+        .values_list("pk", "depth")
+    )
+    candidates = [_RouteCandidate(id=pk, connections=depth) for pk, depth in rows]
+    if not candidates:
+        raise NoRoute(
+            f"No active employee with role {role!r} is connected to {sender_id!r}.",
+            details={"sender_id": sender_id, "receiver_id": receiver_id, "role": role},
+        )
+    chosen = picker.select_instance(candidates)
+    if all(chosen is not c for c in candidates):
+        raise TypeError(f"routing strategy {name!r} returned {chosen!r}, which is not one of the candidates")
+    return chosen.id
+
+
 def _existing_by_client_id(sender_id: str, message_id: str | None) -> Message | None:
     if message_id is None:
         return None
@@ -182,17 +243,20 @@ def message_send(
     conversation_id: Any = None,
     message_id: str | None = None,
     max_size: int | None = None,
+    routing: str | None = None,
 ) -> tuple[Message, bool]:
     """Queue a message for the receiver; returns (message, created). A repeated message_id returns the original.
 
     Requires a connection (409 not_connected), room in the receiver's queue (429 queue_full, nothing
     stored) and, with conversation_id, that both are participants. The row is committed before return.
+    ``receiver_id`` may be ``role:<role>`` (see message_route; ``routing`` names the strategy).
     """
     rules = limits()
     priority = int(queue.check_priority(priority))
     ttl = queue.resolve_ttl(ttl_seconds, rules)
     if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
-        return existing, False
+        return existing, False  # checked before routing: a retried role send must not pick a second receiver
+    receiver_id = message_route(sender_id=sender_id, receiver_id=receiver_id, routing=routing)
     try:
         with transaction.atomic():
             employee_get(employee_id=sender_id)
