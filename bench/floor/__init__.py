@@ -1,0 +1,1 @@
+"""The floor: a minimal Django + DRF project served by gunicorn sync workers (one per core)."""

@@ -1,0 +1,201 @@
+"""The load generator: a separate process (``python -m bench.load``) that reads one JSON spec on stdin.
+
+It is an asyncio + aiohttp client with keep-alive connections (one per simulated client). Each client
+runs its own loop of one operation; figures are counted only after the warm-up. The result is one JSON
+line on stdout. For sockets (``mode: ws``) it prints ``{"ready": ...}`` once every socket has its
+snapshot, waits for a line on stdin (the harness measures the server's memory meanwhile), triggers the
+change itself and reports when each socket saw it.
+"""
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=60)
+
+
+class Stats:
+    """What the clients saw inside the measurement window."""
+
+    def __init__(self) -> None:
+        self.units = 0
+        self.requests = 0
+        self.latencies: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.started = 0.0
+        self.measuring = False
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+async def _request(session: aiohttp.ClientSession, method: str, url: str, body: Any, headers: dict) -> tuple[int, Any]:
+    async with session.request(method, url, json=body, headers=headers) as response:
+        raw = await response.read()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, None
+
+
+async def _one(session, base: str, client: dict, stats: Stats) -> int:
+    """One operation of one client; returns the units done (messages, heartbeats, picks, requests)."""
+    op = client["op"]
+    headers = client.get("headers", {})
+    if op in {"get", "post"}:
+        status, _ = await _request(session, op.upper(), base + client["path"], client.get("body"), headers)
+        if status != client.get("expect", 200):
+            stats.error(str(status))
+            return 0
+        return 1
+    if op == "recv_ack":
+        limit = client.get("limit", 10)
+        status, body = await _request(session, "POST", base + client["recv"], {"limit": limit}, headers)
+        if status != 200:
+            stats.error(f"receive {status}")
+            return 0
+        ids = [m["id"] for m in body["messages"]]
+        if not ids:
+            stats.error("receive empty")
+            return 0
+        status, _ = await _request(session, "POST", base + client["ack"], {"ids": ids}, headers)
+        if status != 200:
+            stats.error(f"ack {status}")
+            return 0
+        return len(ids)
+    raise ValueError(f"unknown op {op!r}")
+
+
+async def _client(session, base: str, client: dict, stats: Stats, deadline: float) -> None:
+    paths = client.get("paths")  # a list of paths: each is requested once, then the client stops
+    index = 0
+    while time.perf_counter() < deadline:
+        if paths is not None:
+            if index >= len(paths):
+                return
+            client = {**client, "path": paths[index]}
+            index += 1
+        t0 = time.perf_counter()
+        try:
+            units = await _one(session, base, client, stats)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            stats.error(type(exc).__name__)
+            await asyncio.sleep(0.05)
+            continue
+        if stats.measuring and t0 >= stats.started:
+            stats.requests += 1
+            stats.units += units
+            if units:
+                stats.latencies.append((time.perf_counter() - t0) * 1000)
+
+
+async def run_http(spec: dict) -> dict:
+    stats = Stats()
+    clients = spec["clients"]
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=CLIENT_TIMEOUT) as session:
+        begin = time.perf_counter()
+        warmup, duration = spec.get("warmup", 1.0), spec["duration"]
+        deadline = begin + warmup + duration
+        tasks = [asyncio.create_task(_client(session, spec["base"], c, stats, deadline)) for c in clients]
+        await asyncio.sleep(warmup)
+        stats.started, stats.measuring = time.perf_counter(), True
+        done, pending = await asyncio.wait(tasks, timeout=warmup + duration + 60)
+        for task in pending:
+            task.cancel()
+        ended = min(time.perf_counter(), deadline)
+        for task in done:
+            if task.exception() is not None:
+                stats.error(repr(task.exception())[:120])
+    elapsed = max(ended - stats.started, 1e-6)
+    return {
+        "units": stats.units,
+        "requests": stats.requests,
+        "elapsed": elapsed,
+        "rate": stats.units / elapsed,
+        "latencies_ms": summarize(stats.latencies),
+        "errors": stats.errors,
+    }
+
+
+def summarize(latencies: list[float]) -> dict:
+    if not latencies:
+        return {"n": 0}
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    return {"n": len(ordered), "p50": pct(0.50), "p99": pct(0.99), "max": ordered[-1]}
+
+
+async def run_ws(spec: dict) -> dict:
+    """Open ``sockets`` monitor sockets, report ready, then PATCH one instance and time its arrival everywhere."""
+    base, count, instance_id = spec["base"], spec["sockets"], spec["instance_id"]
+    ws_url = base.replace("http://", "ws://") + spec["path"]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=CLIENT_TIMEOUT) as session:
+        sockets = []
+        failed = 0
+        for start in range(0, count, 100):  # in waves: a SYN flood of 1,000 would overflow the accept backlog
+            batch = [
+                session.ws_connect(ws_url, headers={"Origin": base}, heartbeat=None)
+                for _ in range(start, min(count, start + 100))
+            ]
+            for result in await asyncio.gather(*batch, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    failed += 1
+                else:
+                    sockets.append(result)
+        snapshots = await asyncio.gather(*(ws.receive(timeout=30) for ws in sockets), return_exceptions=True)
+        with_snapshot = sum(1 for s in snapshots if not isinstance(s, BaseException))
+        print(json.dumps({"ready": len(sockets), "failed": failed, "snapshots": with_snapshot}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+        arrivals: list[float] = []
+
+        async def watch(ws) -> None:
+            deadline = time.perf_counter() + spec.get("timeout", 10)
+            while (left := deadline - time.perf_counter()) > 0:
+                try:
+                    msg = await ws.receive(timeout=left)
+                except TimeoutError:
+                    return
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                data = json.loads(msg.data)
+                for item in data.get("instances", []):
+                    if item.get("id") == instance_id and item.get("status") == spec["status"]:
+                        arrivals.append((time.perf_counter() - t0) * 1000)
+                        return
+
+        watchers = [asyncio.create_task(watch(ws)) for ws in sockets]
+        t0 = time.perf_counter()
+        status, _ = await _request(
+            session, "PATCH", f"{base}/api/v1/multi-instance/instances/{instance_id}", {"status": spec["status"]}, {}
+        )
+        await asyncio.gather(*watchers)
+        for ws in sockets:
+            await ws.close()
+    return {
+        "opened": len(sockets),
+        "failed": failed,
+        "patch_status": status,
+        "received": len(arrivals),
+        "latencies_ms": summarize(arrivals),
+    }
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.readline())
+    runner = run_ws if spec.get("mode") == "ws" else run_http
+    result = asyncio.run(runner(spec))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
