@@ -313,7 +313,7 @@ class CollaborationProtocol:
             for message in leased:
                 if not await self._settle_response(message):
                     await self.inbox.put(message)
-            if not leased and socket_up:
+            if not leased and (socket_up or self.long_poll_wait <= 0):
                 # Signals only come from the server the socket is on; the poll catches the rest
                 # (messages sent through another server, leases that ran out).
                 with contextlib.suppress(TimeoutError):
