@@ -390,7 +390,10 @@ class CollaborationProtocol:
             while not self._stopped.is_set():
                 try:
                     base = await self.transport.base_url()
-                    async with session.ws_connect(self._monitor_url(base), heartbeat=20) as ws:
+                    # The server's origin check refuses sockets without an Origin: present its own URL,
+                    # whose host is in its ALLOWED_HOSTS whenever its HTTP routes work for us.
+                    socket = session.ws_connect(self._monitor_url(base), heartbeat=20, origin=base)
+                    async with socket as ws:
                         async for frame in ws:
                             if frame.type != aiohttp.WSMsgType.TEXT:
                                 break
