@@ -1,5 +1,8 @@
 """One Seed server: daphne (HTTP + WebSockets), a Celery worker and a beat candidate, supervised.
 
+The supervisor binds the port itself and hands the listening socket to ``SEED_HTTP_PROCESSES`` daphne
+processes (one per core by default when Redis is configured), which adopt it with ``-e fd:fileno=N``.
+
 The supervisor (``manage.py runseed``) owns the server's identity in the registry: once daphne answers
 ``/health`` it registers its advertised host:port, heartbeats its real CPU %, memory % and open
 connections every ``heartbeat_interval``, and deregisters on SIGTERM. Children are started with
@@ -29,6 +32,7 @@ logger = logging.getLogger("seed.server")
 PR_SET_PDEATHSIG = 1
 RESTARTS_ALLOWED = 5  # per RESTART_WINDOW seconds, per child; past that the server gives up
 RESTART_WINDOW = 60.0
+LISTEN_BACKLOG = 2048
 
 
 def _die_with_parent() -> None:
@@ -60,20 +64,61 @@ class Child:
     argv: list[str]
     process: subprocess.Popen | None = None
     restarts: deque = field(default_factory=deque)
+    pass_fds: tuple[int, ...] = ()
 
     def start(self) -> None:
         # Spawned from the main thread only: PDEATHSIG follows the thread that forked.
-        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)  # noqa: S603
+        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent, pass_fds=self.pass_fds)  # noqa: S603
         logger.info("started %s (pid %s)", self.name, self.process.pid)
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
 
-def daphne_endpoints(host: str, port: int) -> list[str]:
-    """Twisted endpoint strings; "localhost" binds both loopback families, as clients may try ::1 first."""
-    hosts = ["127.0.0.1", "::1"] if host == "localhost" and socket.has_ipv6 else [host]
-    return [f"tcp:port={port}:interface={h.replace(':', chr(92) + ':')}" for h in hosts]
+def _hosts(host: str) -> list[str]:
+    """ "localhost" binds both loopback families, as clients may try ::1 first."""
+    return ["127.0.0.1", "::1"] if host == "localhost" and socket.has_ipv6 else [host]
+
+
+def listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """The server's IPv4 listening sockets, made once by the supervisor and shared by every daphne process.
+
+    The kernel spreads accepted connections over the processes that wait on one socket, so N daphne
+    processes serve one port without a proxy; a restarted daphne adopts the same socket.
+    """
+    sockets = []
+    for h in _hosts(host):
+        if ":" in h:
+            continue  # see ipv6_endpoints
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((h, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
+
+
+def ipv6_endpoints(host: str, port: int) -> list[str]:
+    """IPv6 addresses are bound by the first daphne itself: Twisted's ``fd:`` endpoint adopts IPv4 sockets only."""
+    return [f"tcp:port={port}:interface={h.replace(':', chr(92) + ':')}" for h in _hosts(host) if ":" in h]
+
+
+def fd_endpoints(sockets: list[socket.socket]) -> list[str]:
+    """Twisted endpoint strings that adopt already-listening IPv4 sockets (``fd:fileno=N``)."""
+    return [f"fd:fileno={s.fileno()}" for s in sockets]
+
+
+def http_processes() -> int:
+    """How many daphne processes serve the port: ``SEED_HTTP_PROCESSES``, or one per core with Redis.
+
+    Several processes need the shared channel layer and cache (Redis): the embedded default's in-memory
+    layer lives in one process, so it always runs a single daphne.
+    """
+    if not settings.REDIS_URL:
+        return 1
+    configured = settings.SEED_HTTP_PROCESSES
+    return configured if configured > 0 else os.cpu_count() or 1
 
 
 class SeedServer:
@@ -85,9 +130,16 @@ class SeedServer:
         self.instance_id = None
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
-        endpoints = [arg for e in daphne_endpoints(options.host, options.port) for arg in ("-e", e)]
-        self.daphne = Child("daphne", [python, "-m", "daphne", *endpoints, "seedproject.asgi:application"])
-        self.children = [self.daphne]
+        self.sockets = listening_sockets(options.host, options.port)
+        shared = fd_endpoints(self.sockets)
+        fds = tuple(s.fileno() for s in self.sockets)
+        count = http_processes() if self.sockets else 1
+        self.daphnes = []
+        for i in range(count):
+            endpoints = shared + (ipv6_endpoints(options.host, options.port) if i == 0 else [])
+            argv = [python, "-m", "daphne", *(a for e in endpoints for a in ("-e", e)), "seedproject.asgi:application"]
+            self.daphnes.append(Child(f"daphne-{i + 1}" if count > 1 else "daphne", argv, pass_fds=fds))
+        self.children = list(self.daphnes)
         if options.worker:
             node = f"seed-{options.port}@{socket.gethostname()}"
             worker = [python, "-m", "celery", "-A", "seedproject", "worker", "-P", "threads", "-c", "4"]
@@ -120,7 +172,7 @@ class SeedServer:
         url = f"http://{self.options.advertised}:{self.options.port}/health"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
-            if self.daphne.exited() is not None:
+            if all(d.exited() is not None for d in self.daphnes):
                 return False
             try:
                 if httpx.get(url, timeout=1).status_code == 200:
@@ -171,16 +223,19 @@ class SeedServer:
                 logger.warning("%s did not stop in time; killing it", child.name)
                 child.process.kill()
                 child.process.wait()
+        for sock in self.sockets:
+            sock.close()
 
     # --- registry --------------------------------------------------------------------------------
     def _figures(self) -> dict:
         connections = 0
-        try:
-            for conn in psutil.Process(self.daphne.process.pid).net_connections(kind="tcp"):
-                if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.laddr.port == self.options.port:
-                    connections += 1
-        except (psutil.Error, AttributeError):
-            pass
+        for daphne in self.daphnes:
+            try:
+                for conn in psutil.Process(daphne.process.pid).net_connections(kind="tcp"):
+                    if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.laddr.port == self.options.port:
+                        connections += 1
+            except (psutil.Error, AttributeError):
+                pass
         return {
             "cpu_usage": psutil.cpu_percent(interval=None),
             "memory_usage": psutil.virtual_memory().percent,

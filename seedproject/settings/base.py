@@ -210,6 +210,8 @@ SEED_PROBE_TIMEOUT = float(env_str("SEED_PROBE_TIMEOUT", "2"))
 SEED_MAX_PAYLOAD_BYTES = env_int("SEED_MAX_PAYLOAD_BYTES", 256 * 1024)
 # Threads that run WSGI requests inside the ASGI server (long-polling receives hold one each).
 SEED_HTTP_THREADS = env_int("SEED_HTTP_THREADS", 32)
+# daphne processes sharing the server's port; 0 = one per core. Needs Redis (else always 1).
+SEED_HTTP_PROCESSES = env_int("SEED_HTTP_PROCESSES", 0)
 
 SEED_MESSAGE_QUEUE_MAX_SIZE = env_int("SEED_MESSAGE_QUEUE_MAX_SIZE", 1000)
 SEED_DEFAULT_TTL_SECONDS = env_int("SEED_DEFAULT_TTL_SECONDS", 300)
