@@ -1,16 +1,14 @@
-"""The cluster monitor socket: a snapshot on connect, then every cluster update."""
+"""The cluster monitor socket: a snapshot on connect, every cluster update, a snapshot every interval."""
 
 import json
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from instances.events import CLUSTER_GROUP, cluster_payload
+from instances.events import CLUSTER_GROUP, cluster_frame
+from seedproject.monitoring import local_streams
 
-
-@database_sync_to_async
-def _snapshot() -> dict:
-    return cluster_payload()
+_snapshot = database_sync_to_async(cluster_frame)
 
 
 class ClusterMonitorConsumer(AsyncJsonWebsocketConsumer):
@@ -20,8 +18,10 @@ class ClusterMonitorConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(CLUSTER_GROUP, self.channel_name)
         await self.accept()
         await self.send_json(await _snapshot())
+        local_streams.join(CLUSTER_GROUP, self.channel_name, _snapshot)
 
     async def disconnect(self, code: int) -> None:
+        local_streams.leave(CLUSTER_GROUP, self.channel_name)
         await self.channel_layer.group_discard(CLUSTER_GROUP, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
@@ -43,3 +43,6 @@ class ClusterMonitorConsumer(AsyncJsonWebsocketConsumer):
 
     async def cluster_update(self, event: dict) -> None:
         await self.send_json(event["payload"])
+
+    async def monitor_snapshot(self, event: dict) -> None:
+        await self.send_json(event["frame"])

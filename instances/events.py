@@ -4,6 +4,7 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import transaction
 
 from instances import selectors
@@ -19,6 +20,13 @@ def cluster_payload() -> dict:
     """One monitor frame: the snapshot plus the stream's next sequence number."""
     payload = selectors.cluster_snapshot()
     payload["seq"] = counter.incr(SEQ_KEY)
+    return payload
+
+
+def cluster_frame() -> dict:
+    """A snapshot for one socket: it carries the stream's current ``seq`` and consumes none."""
+    payload = selectors.cluster_snapshot()
+    payload["seq"] = cache.get(SEQ_KEY, 0)
     return payload
 
 

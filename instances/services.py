@@ -341,7 +341,9 @@ def instances_check_health(
         if change:
             with transaction.atomic():
                 changed += _transition(instance, to_status=change.to_status, reason=change.reason, actor=actor)
-    publish_cluster_update()
+    # Only a change is an event; fresh figures reach monitors through their periodic snapshot.
+    if changed:
+        publish_cluster_update()
     return {"checked": len(targets), "passed": len(passed), "failed": len(targets) - len(passed), "changed": changed}
 
 

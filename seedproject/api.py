@@ -56,12 +56,12 @@ def _validation_message(details: dict[str, Any]) -> str:
     return "Invalid input: " + " | ".join(parts) if parts else "Invalid input."
 
 
-def _flatten(detail: Any) -> Any:
+def flatten_errors(detail: Any) -> Any:
     """ErrorDetail trees -> plain lists/dicts of strings."""
     if isinstance(detail, dict):
-        return {str(key): _flatten(value) for key, value in detail.items()}
+        return {str(key): flatten_errors(value) for key, value in detail.items()}
     if isinstance(detail, list):
-        return [_flatten(item) for item in detail]
+        return [flatten_errors(item) for item in detail]
     return str(detail)
 
 
@@ -80,7 +80,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             headers["Retry-After"] = str(int(exc.wait))
         if isinstance(exc, exceptions.ValidationError):
             detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-            details = _flatten(detail)
+            details = flatten_errors(detail)
             return Response(error_body(_validation_message(details), "invalid", details), status=400)
         if isinstance(exc, exceptions.ParseError):
             return Response(error_body(f"Malformed request body: {exc.detail}", "invalid"), status=400)

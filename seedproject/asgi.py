@@ -16,14 +16,27 @@ wsgi_application = get_wsgi_application()  # sets Django up before consumers are
 
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from seedproject.routing import websocket_urlpatterns  # noqa: E402
 
+
+class BrowserOriginValidator(OriginValidator):
+    """Checks the Origin of browser sockets against ALLOWED_HOSTS; lets clients that send none through.
+
+    Origin checking stops other web pages from opening sockets with a visitor's cookies. Browsers
+    always send Origin, so a socket without one is a program (an agent, a monitor script): refusing it
+    protects nobody, and it still has to pass authorization like any other client.
+    """
+
+    def valid_origin(self, parsed_origin) -> bool:
+        return parsed_origin is None or self.validate_origin(parsed_origin)
+
+
 application = ProtocolTypeRouter(
     {
         "http": WSGIMiddleware(wsgi_application, workers=settings.SEED_HTTP_THREADS),
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), settings.ALLOWED_HOSTS),
     }
 )

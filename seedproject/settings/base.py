@@ -222,6 +222,9 @@ SEED_EXPIRY_INTERVAL = env_int("SEED_EXPIRY_INTERVAL", 5)
 SEED_CONNECTION_STALE_SECONDS = env_int("SEED_CONNECTION_STALE_SECONDS", 24 * 3600)
 SEED_MAX_RECEIVE_WAIT = env_int("SEED_MAX_RECEIVE_WAIT", 30)
 SEED_EXTRA_MESSAGE_TYPES = env_list("SEED_EXTRA_MESSAGE_TYPES", [])
+# How "receiver_id": "role:<role>" picks one employee: least_connections (fewest live messages),
+# round_robin or random.
+SEED_ROLE_ROUTING_STRATEGY = env_str("SEED_ROLE_ROUTING_STRATEGY", "least_connections")
 # Empty: any well-formed role name is accepted; otherwise the built-in roles plus these.
 SEED_EXTRA_ROLES = env_list("SEED_EXTRA_ROLES", [])
 

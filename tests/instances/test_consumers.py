@@ -1,12 +1,16 @@
 """The cluster monitor socket (async scenarios run through async_to_sync: no asyncio plugin needed)."""
 
+from datetime import timedelta
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
 from instances.consumers import ClusterMonitorConsumer
-from instances.services import instance_register, instances_check_health
+from instances.models import Instance
+from instances.services import cluster_config_update, instance_register, instances_check_health
 from seedproject.asgi import application
 
 PATH = "/api/v1/multi-instance/monitor"
@@ -51,13 +55,45 @@ async def _test_registration_pushes_an_update():
     await communicator.disconnect()
 
 
-async def _test_health_pass_pushes_an_update():
-    await register(9003)
+@database_sync_to_async
+def make_stale(instance, seconds=3600):
+    past = timezone.now() - timedelta(seconds=seconds)
+    Instance.objects.filter(pk=instance.pk).update(last_heartbeat=past, registered_at=past)
+
+
+async def _test_health_pass_pushes_a_status_change():
+    instance = await register(9003)  # nothing listens there: the probe fails
+    await make_stale(instance)
     communicator = await connect()
-    await communicator.receive_json_from()
+    first = await communicator.receive_json_from()
     await database_sync_to_async(instances_check_health)()
     update = await communicator.receive_json_from(timeout=5)
     assert update["type"] == "cluster_update"
+    assert [i["status"] for i in update["instances"]] == ["unhealthy"]
+    assert update["seq"] == first["seq"] + 1
+    assert update["events"][0]["to_status"] == "unhealthy"
+    await communicator.disconnect()
+
+
+async def _test_snapshots_carry_the_current_seq_without_consuming_one():
+    await register(9004)
+    first, second = await connect(), await connect()
+    a = await first.receive_json_from()
+    b = await second.receive_json_from()
+    await first.send_json_to({"action": "snapshot"})
+    again = await first.receive_json_from()
+    assert a["seq"] == b["seq"] == again["seq"]  # no gap for the other socket
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def _test_periodic_snapshot_every_heartbeat_interval():
+    await database_sync_to_async(cluster_config_update)(heartbeat_interval=1, instance_timeout=3)
+    communicator = await connect()
+    first = await communicator.receive_json_from()
+    periodic = await communicator.receive_json_from(timeout=5)  # nothing changed: the periodic snapshot
+    assert periodic["type"] == "cluster_update"
+    assert periodic["seq"] == first["seq"]
     await communicator.disconnect()
 
 
@@ -94,8 +130,16 @@ def test_registration_pushes_an_update():
     async_to_sync(_test_registration_pushes_an_update)()
 
 
-def test_health_pass_pushes_an_update():
-    async_to_sync(_test_health_pass_pushes_an_update)()
+def test_health_pass_pushes_a_status_change():
+    async_to_sync(_test_health_pass_pushes_a_status_change)()
+
+
+def test_snapshots_carry_the_current_seq_without_consuming_one():
+    async_to_sync(_test_snapshots_carry_the_current_seq_without_consuming_one)()
+
+
+def test_periodic_snapshot_every_heartbeat_interval():
+    async_to_sync(_test_periodic_snapshot_every_heartbeat_interval)()
 
 
 def test_snapshot_action_and_bad_frames():
