@@ -14,12 +14,13 @@ from rest_framework.exceptions import ValidationError
 
 from collaboration import selectors, services
 from collaboration.events import current_seq, employee_group
-from collaboration.serializers import AckBatchSerializer, ReceiveSerializer, message_data
+from collaboration.serializers import AckBatchSerializer, ReceiveSerializer, conversation_data, message_data
 from seedproject.api import flatten_errors
 from seedproject.errors import DomainError, NotFound
 from seedproject.monitoring import local_streams
 
 CLOSE_UNKNOWN_EMPLOYEE = 4404
+OVERVIEW_STREAM = "collaboration.overview"
 
 
 def _snapshot(employee_id: str) -> dict[str, Any] | None:
@@ -107,6 +108,45 @@ class EmployeeMonitorConsumer(AsyncJsonWebsocketConsumer):
 
     async def message(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
+
+    async def monitor_snapshot(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["frame"])
+
+
+def collaboration_overview() -> dict[str, Any]:
+    """The operators' frame: every employee with its queue depth, recent messages and conversations."""
+    return {
+        "type": "collaboration_update",
+        "stats": selectors.system_stats(),
+        "employees": selectors.employee_overview(),
+        "messages": [message_data(m) for m in selectors.messages_recent()],
+        "conversations": [conversation_data(c) for c in selectors.conversations_recent()],
+    }
+
+
+class CollaborationMonitorConsumer(AsyncJsonWebsocketConsumer):
+    """The operators' view of the whole bus: a snapshot on connect and every ``heartbeat_interval``."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.send_json(await self._snapshot())
+        local_streams.join(OVERVIEW_STREAM, self.channel_name, self._snapshot)
+
+    async def _snapshot(self) -> dict[str, Any]:
+        return await database_sync_to_async(collaboration_overview)()
+
+    async def disconnect(self, code: int) -> None:
+        local_streams.leave(OVERVIEW_STREAM, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            frame = None
+        if isinstance(frame, dict) and frame.get("action") == "snapshot":
+            await self.send_json(await self._snapshot())
+        else:
+            await self.send_json({"type": "error", "code": "invalid", "error": 'Expected {"action": "snapshot"}.'})
 
     async def monitor_snapshot(self, event: dict[str, Any]) -> None:
         await self.send_json(event["frame"])

@@ -175,3 +175,13 @@ def employee_overview(*, limit: int = 500) -> list[dict[str, Any]]:
         }
         for e in employees
     ]
+
+
+def messages_recent(*, limit: int = 20) -> list[Message]:
+    """The newest messages on the bus, for operators."""
+    return list(Message.objects.order_by("-created_at", "-id")[:limit])
+
+
+def conversations_recent(*, limit: int = 10) -> list[Conversation]:
+    """The newest conversations with their participants, for operators."""
+    return list(Conversation.objects.order_by("-created_at").prefetch_related("memberships")[:limit])

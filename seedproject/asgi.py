@@ -14,6 +14,15 @@ from django.core.wsgi import get_wsgi_application
 
 wsgi_application = get_wsgi_application()  # sets Django up before consumers are imported
 
+from django.core.cache import caches  # noqa: E402
+
+# a2wsgi runs each request in a copy of the loop's context, and Django keeps cache objects in a
+# context-local: without this, every request built a new RedisCache, hence a new Redis connection pool
+# and a TCP connect + handshake per request (a third of a loadbalance pick; bench/README.md). Creating
+# them here, in the context every request copies, gives one cache object (one pool) per process.
+for _alias in caches.settings:
+    caches[_alias]
+
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402

@@ -8,7 +8,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from collaboration.selectors import employee_overview
+from collaboration.consumers import collaboration_overview
 from instances.balancing import strategy_names
 from instances.selectors import cluster_snapshot
 from seedproject.security import is_loopback
@@ -57,5 +57,5 @@ def cluster(request: HttpRequest) -> HttpResponse:
 
 @operator_required
 def employees(request: HttpRequest) -> HttpResponse:
-    """Employees with role, status and queue depth by priority."""
-    return render(request, "dashboard/employees.html", {"employees": employee_overview()})
+    """Employees with role, status and queue depth by priority, recent messages and conversations."""
+    return render(request, "dashboard/employees.html", {"overview": collaboration_overview()})

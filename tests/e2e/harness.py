@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -169,3 +171,26 @@ def redis_url_for_servers(base_url: str) -> str:
     """Servers use their own Redis database number, away from the test process's cache (db 1)."""
     parsed = urlparse(base_url)
     return urlunparse(parsed._replace(path="/5"))
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def fake_instance() -> Iterator[ThreadingHTTPServer]:
+    """A loopback HTTP server that answers /health: an instance to register, and then to kill."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -56,17 +56,37 @@ function renderCluster(frame) {
 
 function renderEmployees(frame) {
   const body = document.querySelector("#employees tbody");
-  if (!body || !frame.employees) return;
-  body.replaceChildren();
-  for (const emp of frame.employees) {
-    const row = body.insertRow();
-    row.dataset.employeeId = emp.employee_id;
-    const depth = emp.queue_depth || {};
-    cell(row, emp.employee_id);
-    cell(row, emp.role);
-    cell(row, badge(emp.status));
-    for (const p of ["4", "3", "2", "1"]) cell(row, text(depth[p] ?? 0));
-    cell(row, when(emp.last_seen));
+  if (body && frame.employees) {
+    body.replaceChildren();
+    for (const emp of frame.employees) {
+      const row = body.insertRow();
+      row.dataset.employeeId = emp.employee_id;
+      const depth = emp.queue_depth || {};
+      cell(row, emp.employee_id);
+      cell(row, emp.role);
+      cell(row, badge(emp.status));
+      for (const p of ["4", "3", "2", "1"]) cell(row, text(depth[p] ?? 0));
+      cell(row, when(emp.last_seen));
+    }
+  }
+  const messages = document.querySelector("#messages tbody");
+  if (messages && frame.messages) {
+    messages.replaceChildren();
+    for (const m of frame.messages) {
+      const row = messages.insertRow();
+      row.dataset.messageId = m.id;
+      for (const value of [when(m.created_at), m.sender_id, m.receiver_id, m.message_type, m.action, m.priority, m.status]) {
+        cell(row, text(value));
+      }
+    }
+  }
+  const conversations = document.querySelector("#conversations tbody");
+  if (conversations && frame.conversations) {
+    conversations.replaceChildren();
+    for (const c of frame.conversations) {
+      const row = conversations.insertRow();
+      for (const value of [when(c.created_at), c.topic, c.created_by, (c.participants || []).join(", ")]) cell(row, text(value));
+    }
   }
 }
 
