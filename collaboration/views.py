@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collaboration import selectors, services
+from collaboration import schema, selectors, services
 from collaboration.serializers import (
     AckBatchSerializer,
     ConnectSerializer,
@@ -38,6 +38,7 @@ class EmployeeView(APIView):
 class RegisterView(APIView):
     """POST employees/register: 201 new, 200 same id+role again, 409 same id with another role."""
 
+    @schema.employee_register
     def post(self, request: Request) -> Response:
         employee, created = services.employee_register(**validated(RegisterSerializer, request.data))
         return Response({"success": True, "employee": employee_data(employee)}, status=_created(created))
@@ -46,6 +47,7 @@ class RegisterView(APIView):
 class EmployeeListView(APIView):
     """GET employees?role=&status=&limit=&offset=."""
 
+    @schema.employee_list
     def get(self, request: Request) -> Response:
         limit, offset = page_params(request)
         params = request.query_params
@@ -58,10 +60,12 @@ class EmployeeListView(APIView):
 class EmployeeDetailView(EmployeeView):
     """GET employees/{id}; DELETE unregisters (connections dropped, messages kept)."""
 
+    @schema.employee_get
     def get(self, request: Request, employee_id: str) -> Response:
         employee = selectors.employee_get(employee_id=employee_id)
         return Response({"success": True, "employee": employee_data(employee)})
 
+    @schema.employee_unregister
     def delete(self, request: Request, employee_id: str) -> Response:
         employee = services.employee_unregister(employee_id=employee_id)
         return Response({"success": True, "employee": employee_data(employee)})
@@ -70,6 +74,7 @@ class EmployeeDetailView(EmployeeView):
 class ConnectView(EmployeeView):
     """POST employees/{id}/connect {target_employee_id}: 201 new, 200 existing."""
 
+    @schema.connection_create
     def post(self, request: Request, employee_id: str) -> Response:
         target = validated(ConnectSerializer, request.data)["target_employee_id"]
         conn, created = services.connection_create(employee_id=employee_id, target_employee_id=target)
@@ -79,6 +84,7 @@ class ConnectView(EmployeeView):
 class ConnectionListView(EmployeeView):
     """GET employees/{id}/connections."""
 
+    @schema.connection_list
     def get(self, request: Request, employee_id: str) -> Response:
         connections = selectors.connection_list(employee_id=employee_id)
         data = [connection_data(c, employee_id) for c in connections]
@@ -88,6 +94,7 @@ class ConnectionListView(EmployeeView):
 class ConnectionDetailView(EmployeeView):
     """DELETE employees/{id}/connections/{target}."""
 
+    @schema.connection_delete
     def delete(self, request: Request, employee_id: str, target_employee_id: str) -> Response:
         services.connection_delete(employee_id=employee_id, target_employee_id=target_employee_id)
         return Response({"success": True})
@@ -96,10 +103,12 @@ class ConnectionDetailView(EmployeeView):
 class MessagesView(EmployeeView):
     """POST employees/{id}/messages sends (201, 200 on a repeated message_id); GET lists the inbox, no side effects."""
 
+    @schema.message_send
     def post(self, request: Request, employee_id: str) -> Response:
         message, created = services.message_send(sender_id=employee_id, **validated(SendSerializer, request.data))
         return Response({"success": True, "message": message_data(message)}, status=_created(created))
 
+    @schema.message_list
     def get(self, request: Request, employee_id: str) -> Response:
         limit, offset = page_params(request)
         status_filter = request.query_params.get("status")
@@ -112,6 +121,7 @@ class MessagesView(EmployeeView):
 class ReceiveView(EmployeeView):
     """POST employees/{id}/messages/receive {limit, wait}: lease due messages (empty list when none)."""
 
+    @schema.messages_receive
     def post(self, request: Request, employee_id: str) -> Response:
         params = validated(ReceiveSerializer, request.data or {})  # an empty body means the defaults
         messages = services.messages_receive(employee_id=employee_id, **params)
@@ -121,6 +131,7 @@ class ReceiveView(EmployeeView):
 class AckView(EmployeeView):
     """POST employees/{id}/messages/{mid}/ack: 200 (also when already acked); 404 unknown; 409 not leased."""
 
+    @schema.message_ack
     def post(self, request: Request, employee_id: str, message_id) -> Response:
         message = services.message_ack(employee_id=employee_id, message_id=message_id)
         return Response({"success": True, "message": message_data(message)})
@@ -129,6 +140,7 @@ class AckView(EmployeeView):
 class AckBatchView(EmployeeView):
     """POST employees/{id}/messages/ack {"ids": [...]}: all or nothing, like the single ack."""
 
+    @schema.messages_ack_batch
     def post(self, request: Request, employee_id: str) -> Response:
         ids = validated(AckBatchSerializer, request.data)["ids"]
         messages = services.messages_ack(employee_id=employee_id, ids=ids)
@@ -138,11 +150,13 @@ class AckBatchView(EmployeeView):
 class EmployeeConversationsView(EmployeeView):
     """POST employees/{id}/conversations creates (201); GET lists the employee's conversations."""
 
+    @schema.conversation_create
     def post(self, request: Request, employee_id: str) -> Response:
         params = validated(ConversationCreateSerializer, request.data)
         conversation = services.conversation_create(employee_id=employee_id, **params)
         return Response({"success": True, "conversation": conversation_data(conversation)}, status=201)
 
+    @schema.conversation_list
     def get(self, request: Request, employee_id: str) -> Response:
         limit, offset = page_params(request)
         items, count = selectors.conversation_list(employee_id=employee_id, limit=limit, offset=offset)
@@ -157,11 +171,13 @@ class ConversationMessagesView(APIView):
     -> 429 and nothing is posted.
     """
 
+    @schema.conversation_history
     def get(self, request: Request, conversation_id) -> Response:
         limit, offset = page_params(request)
         posts, count = selectors.conversation_history(conversation_id=conversation_id, limit=limit, offset=offset)
         return Response({"success": True, "messages": [post_data(p) for p in posts], "count": count})
 
+    @schema.conversation_post
     def post(self, request: Request, conversation_id) -> Response:
         post = services.conversation_post(conversation_id=conversation_id, **validated(PostSerializer, request.data))
         return Response({"success": True, "message": post_data(post)}, status=201)
@@ -170,6 +186,7 @@ class ConversationMessagesView(APIView):
 class EmployeeStatsView(EmployeeView):
     """GET employees/{id}/stats."""
 
+    @schema.employee_stats
     def get(self, request: Request, employee_id: str) -> Response:
         return Response({"success": True, "stats": selectors.employee_stats(employee_id=employee_id)})
 
@@ -177,5 +194,6 @@ class EmployeeStatsView(EmployeeView):
 class SystemStatsView(APIView):
     """GET system/stats: totals across employees, messages, conversations, connections."""
 
+    @schema.system_stats
     def get(self, request: Request) -> Response:
         return Response({"success": True, "stats": selectors.system_stats()})

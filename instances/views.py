@@ -4,7 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from instances import selectors, services
+from instances import schema, selectors, services
 from instances.serializers import (
     ClusterConfigSerializer,
     HeartbeatSerializer,
@@ -27,11 +27,13 @@ def _one(instance, status: int = 200) -> Response:
 class InstanceListView(InstancesAPIView):
     """POST registers an instance; GET lists them (``?status=``, ``?limit=&offset=``)."""
 
+    @schema.instance_register
     def post(self, request: Request) -> Response:
         data = validated(InstanceRegisterSerializer, request.data)
         instance, created = services.instance_register(**data, actor="api")
         return _one(instance, status=201 if created else 200)
 
+    @schema.instance_list
     def get(self, request: Request) -> Response:
         query = validated(InstanceListQuerySerializer, request.query_params.dict())
         limit, offset = page_params(request)
@@ -43,13 +45,16 @@ class InstanceListView(InstancesAPIView):
 class InstanceDetailView(InstancesAPIView):
     """GET reads, PATCH changes weight/metadata/status, DELETE deregisters."""
 
+    @schema.instance_get
     def get(self, request: Request, instance_id) -> Response:
         return _one(selectors.instance_get(instance_id=instance_id))
 
+    @schema.instance_update
     def patch(self, request: Request, instance_id) -> Response:
         data = validated(InstanceUpdateSerializer, request.data)
         return _one(services.instance_update(instance_id=instance_id, **data, actor="api"))
 
+    @schema.instance_deregister
     def delete(self, request: Request, instance_id) -> Response:
         services.instance_deregister(instance_id=instance_id, actor="api")
         return Response({"success": True, "deleted": str(instance_id)})
@@ -58,6 +63,7 @@ class InstanceDetailView(InstancesAPIView):
 class InstanceHeartbeatView(InstancesAPIView):
     """POST a heartbeat with optional cpu_usage / memory_usage / connections."""
 
+    @schema.instance_heartbeat
     def post(self, request: Request, instance_id) -> Response:
         data = validated(HeartbeatSerializer, request.data if request.data is not None else {})
         return _one(services.instance_heartbeat(instance_id=instance_id, **data))
@@ -66,6 +72,7 @@ class InstanceHeartbeatView(InstancesAPIView):
 class LoadBalanceView(InstancesAPIView):
     """GET one active instance chosen by the cluster's (or ``?strategy=``) strategy."""
 
+    @schema.instance_loadbalance
     def get(self, request: Request) -> Response:
         query = validated(LoadBalanceQuerySerializer, request.query_params.dict())
         instance, strategy = services.instance_select(strategy=query.get("strategy"), exclude=query.get("exclude", ()))
@@ -76,6 +83,7 @@ class LoadBalanceView(InstancesAPIView):
 class ClusterStatsView(InstancesAPIView):
     """GET the seed's cluster_stats."""
 
+    @schema.cluster_stats
     def get(self, request: Request) -> Response:
         return Response({"success": True, "cluster_stats": selectors.cluster_stats()})
 
@@ -83,9 +91,11 @@ class ClusterStatsView(InstancesAPIView):
 class ClusterConfigView(InstancesAPIView):
     """GET the live cluster settings; PUT overrides them (null resets a field to its default)."""
 
+    @schema.cluster_config_get
     def get(self, request: Request) -> Response:
         return Response({"success": True, "config": selectors.cluster_config_get()})
 
+    @schema.cluster_config_update
     def put(self, request: Request) -> Response:
         data = validated(ClusterConfigSerializer, request.data)
         reset = [name for name, value in data.items() if value is None]

@@ -116,3 +116,63 @@ def json_not_found(request, exception=None) -> JsonResponse:
 
 def json_server_error(request) -> JsonResponse:
     return error_response(500, "Internal server error.", "server_error")
+
+
+# --- OpenAPI (drf-spectacular): the shapes and the security scheme every route documents ---------
+# Appended section: its imports stay here, beside the only code that uses them.
+from drf_spectacular.extensions import OpenApiAuthenticationExtension  # noqa: E402
+from drf_spectacular.utils import OpenApiResponse  # noqa: E402
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error body of every route (API.md "Conventions"): ``{success: false, error, code, details}``."""
+
+    success = serializers.BooleanField(help_text="Always false on an error.")
+    error = serializers.CharField(help_text="A sentence for humans.")
+    code = serializers.CharField(help_text="Stable snake_case code: invalid, not_found, not_connected, queue_full, ...")
+    details = serializers.DictField(help_text="Machine-readable context; for 400 invalid: field -> list of messages.")
+
+
+class SuccessSerializer(serializers.Serializer):
+    """A success body that carries nothing else: ``{success: true}``."""
+
+    success = serializers.BooleanField()
+
+
+# What each status means on this API; the codes are the ones the exception handler emits.
+ERROR_MEANINGS: dict[int, str] = {
+    400: "invalid: validation failed (details maps field -> messages) or the JSON body is malformed.",
+    401: "not_authenticated: no or an unknown bearer token.",
+    403: "forbidden: the caller may not act on this resource.",
+    404: "not_found: unknown instance, employee, conversation or message.",
+    409: "conflict / not_connected / no_route: the request conflicts with the current state.",
+    413: "payload_too_large: the body is over SEED_MAX_PAYLOAD_BYTES.",
+    429: "throttled (courtesy rate limit, Retry-After set) or queue_full (the receiver's queue is full).",
+    502: "instance_unreachable: the registration probe failed.",
+    503: "no_healthy_instance: nothing to load-balance to.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """``{status: OpenApiResponse(ErrorSerializer)}`` for ``extend_schema(responses=...)``."""
+    return {status: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[status]) for status in statuses}
+
+
+class SeedTokenScheme(OpenApiAuthenticationExtension):
+    """Documents ``seedproject.auth.SeedTokenAuthentication`` as the ``bearerAuth`` security scheme."""
+
+    target_class = "seedproject.auth.SeedTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "`Authorization: Bearer <token>`. Employee tokens (`emp_…`) are returned once at employee "
+                "registration and act for that employee only; instance tokens (`ins_…`) are returned once at "
+                "instance registration and may heartbeat, update or deregister that instance; the cluster's "
+                "`SEED_ENROLLMENT_TOKEN` may register employees and instances. Operators use a Django staff "
+                "session (cookieAuth). On the embedded default, anonymous requests from loopback are accepted."
+            ),
+        }
