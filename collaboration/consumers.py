@@ -16,6 +16,7 @@ from collaboration import selectors, services
 from collaboration.events import current_seq, employee_group
 from collaboration.serializers import AckBatchSerializer, ReceiveSerializer, conversation_data, message_data
 from seedproject.api import flatten_errors
+from seedproject.auth import socket_authorized
 from seedproject.errors import DomainError, NotFound
 from seedproject.monitoring import local_streams
 
@@ -57,6 +58,8 @@ class EmployeeMonitorConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.employee_id = self.scope["url_route"]["kwargs"]["employee_id"]
+        if not await socket_authorized(self, lambda principal: principal.acts_for_employee(self.employee_id)):
+            return
         snapshot = await database_sync_to_async(_snapshot)(self.employee_id)
         await self.accept()  # accept first so browsers see the close code, not a failed handshake
         if snapshot is None:
@@ -128,6 +131,8 @@ class CollaborationMonitorConsumer(AsyncJsonWebsocketConsumer):
     """The operators' view of the whole bus: a snapshot on connect and every ``heartbeat_interval``."""
 
     async def connect(self) -> None:
+        if not await socket_authorized(self, lambda principal: principal.is_operator):
+            return
         await self.accept()
         await self.send_json(await self._snapshot())
         local_streams.join(OVERVIEW_STREAM, self.channel_name, self._snapshot)
@@ -136,7 +141,8 @@ class CollaborationMonitorConsumer(AsyncJsonWebsocketConsumer):
         return await database_sync_to_async(collaboration_overview)()
 
     async def disconnect(self, code: int) -> None:
-        local_streams.leave(OVERVIEW_STREAM, self.channel_name)
+        if "principal" in self.scope:
+            local_streams.leave(OVERVIEW_STREAM, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -17,6 +17,8 @@ class Employee(models.Model):
     status = models.CharField(max_length=16, choices=EmployeeStatus.choices, default=EmployeeStatus.ACTIVE)
     registered_at = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
+    # SHA-256 of the employee's bearer token; the token itself is shown once, at registration/rotation.
+    token_hash = models.CharField(max_length=64, blank=True, default="", db_index=True, editable=False)
 
     class Meta:
         ordering = ["employee_id"]

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -185,3 +186,23 @@ def messages_recent(*, limit: int = 20) -> list[Message]:
 def conversations_recent(*, limit: int = 10) -> list[Conversation]:
     """The newest conversations with their participants, for operators."""
     return list(Conversation.objects.order_by("-created_at").prefetch_related("memberships")[:limit])
+
+
+def employee_id_for_token(*, token_hash: str) -> str | None:
+    """The registered employee whose token hashes to ``token_hash`` (one indexed lookup)."""
+    if not token_hash:
+        return None
+    return (
+        Employee.objects.filter(token_hash=token_hash)
+        .exclude(status=EmployeeStatus.UNREGISTERED)
+        .values_list("employee_id", flat=True)
+        .first()
+    )
+
+
+def conversation_has_member(*, conversation_id: Any, employee_id: str | None) -> bool:
+    """Whether the employee takes part in the conversation (False for unknown or malformed ids)."""
+    try:
+        return ConversationParticipant.objects.filter(conversation_id=conversation_id, employee_id=employee_id).exists()
+    except (ValueError, TypeError, ValidationError):
+        return False

@@ -137,6 +137,9 @@ class RegisterSerializer(serializers.Serializer):
 
     employee_id = EmployeeIdField()
     role = StrictCharField(max_length=64)
+    rotate_token = serializers.BooleanField(
+        default=False, help_text="Issue a fresh token on re-registration (the old one stops working)."
+    )
 
     def validate_role(self, value: str) -> str:
         try:

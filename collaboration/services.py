@@ -22,7 +22,9 @@ from collaboration.protocol import MessageType
 from collaboration.selectors import connection_exists, conversation_get, employee_get
 from instances.balancing import UnknownStrategy, get_strategy
 from instances.counters import counter
+from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
 from seedproject.errors import Conflict, DomainError, NotConnected, NotFound, QueueFull, invalid
+from seedproject.security import token_hash, token_issue
 
 LIVE = (MessageStatus.QUEUED, MessageStatus.LEASED)
 MAX_PARTICIPANTS = 100
@@ -69,8 +71,35 @@ def employee_touch(*, employee_id: str) -> None:
 # --- employees -----------------------------------------------------------------------------------
 
 
-def employee_register(*, employee_id: str, role: str) -> tuple[Employee, bool]:
-    """Register (201) or re-register with the same role (200, revives an unregistered one); other role -> 409."""
+def employee_register(*, employee_id: str, role: str, rotate_token: bool = False) -> tuple[Employee, bool]:
+    """Register (201) or re-register with the same role (200, revives an unregistered one); other role -> 409.
+
+    A new employee gets a bearer token, as ``employee.new_token`` (shown once, stored hashed); a
+    re-registration gets a fresh one only with ``rotate_token`` (or when it never had one), so the other
+    processes of a running agent keep theirs.
+    """
+    employee, created = _employee_upsert(employee_id=employee_id, role=role)
+    employee.new_token = None
+    if created or rotate_token or not employee.token_hash:
+        employee.new_token = employee_token_rotate(employee_id=employee_id)
+    return employee, created
+
+
+def employee_token_rotate(*, employee_id: str) -> str:
+    """A fresh bearer token for the employee (the old one stops working); shown once."""
+    token = token_issue(EMPLOYEE_TOKEN_PREFIX)
+    if not Employee.objects.filter(pk=employee_id).update(token_hash=token_hash(token)):
+        raise NotFound(f"Employee {employee_id!r} is not registered.", details={"employee_id": employee_id})
+    return token
+
+
+def employee_token_revoke(*, employee_id: str) -> None:
+    """The employee's token stops working until staff rotates it or it re-registers with rotation."""
+    if not Employee.objects.filter(pk=employee_id).update(token_hash=""):
+        raise NotFound(f"Employee {employee_id!r} is not registered.", details={"employee_id": employee_id})
+
+
+def _employee_upsert(*, employee_id: str, role: str) -> tuple[Employee, bool]:
     now = timezone.now()
     with transaction.atomic():
         employee = Employee.objects.select_for_update().filter(pk=employee_id).first()

@@ -1,7 +1,7 @@
 """REST edge of the collaboration bus: parse, call one service or selector, render.
 
-No authentication yet. Every per-employee view takes the employee id from the URL and derives from
-``EmployeeView``, so a later ``IsThisEmployee`` permission class plugs in at one place.
+Every per-employee view takes the employee id from the URL and derives from ``EmployeeView``, whose
+permission lets only that employee's own token (or an operator) in (seedproject.permissions).
 """
 
 from rest_framework import status
@@ -25,6 +25,7 @@ from collaboration.serializers import (
     post_data,
 )
 from seedproject.api import page_params, validated
+from seedproject.permissions import AnyPrincipal, ConversationMember, EmployeeSelf, Enroller, ReadAnyWriteEmployeeSelf
 
 
 def _created(created: bool) -> int:
@@ -34,18 +35,30 @@ def _created(created: bool) -> int:
 class EmployeeView(APIView):
     """Base of the views that act for the employee named in the URL (``employee_id``)."""
 
+    permission_classes = [EmployeeSelf]
+
 
 class RegisterView(APIView):
-    """POST employees/register: 201 new, 200 same id+role again, 409 same id with another role."""
+    """POST employees/register: 201 new, 200 same id+role again, 409 same id with another role.
+
+    Needs the enrollment token (or staff). The employee's own token is in the answer once, when issued.
+    """
+
+    permission_classes = [Enroller]
 
     @schema.employee_register
     def post(self, request: Request) -> Response:
         employee, created = services.employee_register(**validated(RegisterSerializer, request.data))
-        return Response({"success": True, "employee": employee_data(employee)}, status=_created(created))
+        body = {"success": True, "employee": employee_data(employee)}
+        if employee.new_token:  # shown once: only its hash is stored
+            body["token"] = employee.new_token
+        return Response(body, status=_created(created))
 
 
 class EmployeeListView(APIView):
     """GET employees?role=&status=&limit=&offset=."""
+
+    permission_classes = [AnyPrincipal]
 
     @schema.employee_list
     def get(self, request: Request) -> Response:
@@ -59,6 +72,8 @@ class EmployeeListView(APIView):
 
 class EmployeeDetailView(EmployeeView):
     """GET employees/{id}; DELETE unregisters (connections dropped, messages kept)."""
+
+    permission_classes = [ReadAnyWriteEmployeeSelf]
 
     @schema.employee_get
     def get(self, request: Request, employee_id: str) -> Response:
@@ -171,6 +186,8 @@ class ConversationMessagesView(APIView):
     -> 429 and nothing is posted.
     """
 
+    permission_classes = [ConversationMember]
+
     @schema.conversation_history
     def get(self, request: Request, conversation_id) -> Response:
         limit, offset = page_params(request)
@@ -193,6 +210,8 @@ class EmployeeStatsView(EmployeeView):
 
 class SystemStatsView(APIView):
     """GET system/stats: totals across employees, messages, conversations, connections."""
+
+    permission_classes = [AnyPrincipal]
 
     @schema.system_stats
     def get(self, request: Request) -> Response:

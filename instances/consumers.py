@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from instances.events import CLUSTER_GROUP, cluster_frame
+from seedproject.auth import socket_authorized
 from seedproject.monitoring import local_streams
 
 _snapshot = database_sync_to_async(cluster_frame)
@@ -15,12 +16,16 @@ class ClusterMonitorConsumer(AsyncJsonWebsocketConsumer):
     """Joins the "cluster" group and forwards its updates; ``{"action": "snapshot"}`` asks for a fresh one."""
 
     async def connect(self) -> None:
+        if not await socket_authorized(self, lambda principal: True):  # anyone the cluster knows
+            return
         await self.channel_layer.group_add(CLUSTER_GROUP, self.channel_name)
         await self.accept()
         await self.send_json(await _snapshot())
         local_streams.join(CLUSTER_GROUP, self.channel_name, _snapshot)
 
     async def disconnect(self, code: int) -> None:
+        if "principal" not in self.scope:
+            return  # refused before it joined anything
         local_streams.leave(CLUSTER_GROUP, self.channel_name)
         await self.channel_layer.group_discard(CLUSTER_GROUP, self.channel_name)
 

@@ -30,6 +30,8 @@ class Instance(models.Model):
     registered_at = models.DateTimeField(auto_now_add=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     last_probe_ok = models.DateTimeField(null=True, blank=True)
+    # SHA-256 of the instance's bearer token (heartbeats, updates); shown once, at registration.
+    token_hash = models.CharField(max_length=64, blank=True, default="", db_index=True, editable=False)
 
     class Meta:
         ordering = ["registered_at", "id"]

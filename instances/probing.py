@@ -1,4 +1,9 @@
-"""The active health probe: one HTTP GET, kept apart from the pure rules in health.py."""
+"""The active health probe: one HTTP GET, kept apart from the pure rules in health.py.
+
+Probes only reach SEED_PROBE_ALLOWED_NETWORKS (SSRF): the host is resolved first, the rule is checked
+on every address before any connection, and the GET goes to an allowed address itself (with the
+original Host header), so DNS cannot swap in another address between the check and the connection.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
+from django.conf import settings
+
+from seedproject.security import parse_networks, resolve_allowed
 
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 
@@ -30,13 +38,52 @@ def _describe(exc: Exception) -> str:
     return text[:300] or type(exc).__name__
 
 
-def probe(url: str, *, timeout: float, client: httpx.Client | None = None) -> ProbeResult:
+class AddressNotAllowed(ValueError):
+    """The host resolves to no address inside SEED_PROBE_ALLOWED_NETWORKS."""
+
+
+def allowed_address(host: str, port: int) -> str:
+    """The first address of ``host`` that the probe network rule allows; raises AddressNotAllowed."""
+    try:
+        allowed, refused = resolve_allowed(host, port, parse_networks(settings.SEED_PROBE_ALLOWED_NETWORKS))
+    except OSError as exc:
+        raise AddressNotAllowed(f"cannot resolve {host!r}: {_describe(exc)}") from exc
+    if not allowed:
+        shown = ", ".join(refused) or host
+        raise AddressNotAllowed(
+            f"{shown} is outside the networks health probes may reach (SEED_PROBE_ALLOWED_NETWORKS)"
+        )
+    return allowed[0]
+
+
+def target_url(host: str, port: int, path: str) -> tuple[str, dict[str, str]]:
+    """The URL to GET (an allowed address, never a name) and the Host header naming the instance."""
+    address = allowed_address(host, port)
+    shown = f"[{address}]" if ":" in address else address
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"http://{shown}:{port}{path}", {"Host": host_header}
+
+
+def probe_address(
+    host: str, port: int, path: str, *, timeout: float, client: httpx.Client | None = None
+) -> ProbeResult:
+    """Probe ``http://host:port{path}`` under the network rule (checked before connecting)."""
+    try:
+        url, headers = target_url(host, port, path)
+    except AddressNotAllowed as exc:
+        return ProbeResult(ok=False, cause=str(exc))
+    return probe(url, timeout=timeout, client=client, headers=headers)
+
+
+def probe(
+    url: str, *, timeout: float, client: httpx.Client | None = None, headers: dict[str, str] | None = None
+) -> ProbeResult:
     """GET ``url`` once: 2xx passes; redirects are reported, never followed; the body is not read."""
     own_client = client is None
     # trust_env=False: a proxy from the environment must not stand between us and the instance.
     client = client or httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
     try:
-        with client.stream("GET", url) as response:
+        with client.stream("GET", url, headers=headers) as response:
             code = response.status_code
             if 200 <= code < 300:
                 return ProbeResult(ok=True, status_code=code)
@@ -51,13 +98,13 @@ def probe(url: str, *, timeout: float, client: httpx.Client | None = None) -> Pr
             client.close()
 
 
-def probe_many(urls: Sequence[str], *, timeout: float, max_workers: int = 16) -> list[ProbeResult]:
-    """Probe every url concurrently (one short timeout each); results are in the order of ``urls``."""
-    if not urls:
+def probe_many(targets: Sequence[tuple[str, int, str]], *, timeout: float, max_workers: int = 16) -> list[ProbeResult]:
+    """Probe every (host, port, path) concurrently (one short timeout each), in the order given."""
+    if not targets:
         return []
     limits = httpx.Limits(max_connections=max_workers, max_keepalive_connections=0)
     with (
         httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, limits=limits) as client,
-        ThreadPoolExecutor(max_workers=min(max_workers, len(urls)), thread_name_prefix="probe") as pool,
+        ThreadPoolExecutor(max_workers=min(max_workers, len(targets)), thread_name_prefix="probe") as pool,
     ):
-        return list(pool.map(lambda url: probe(url, timeout=timeout, client=client), urls))
+        return list(pool.map(lambda t: probe_address(*t, timeout=timeout, client=client), targets))

@@ -175,3 +175,10 @@ def cluster_snapshot() -> dict[str, Any]:
         "instances": [instance_to_dict(instance) for instance in instances],
         "events": [event_to_dict(event) for event in instance_events(limit=SNAPSHOT_RECENT_EVENTS)],
     }
+
+
+def instance_id_for_token(*, token_hash: str) -> uuid.UUID | None:
+    """The instance whose token hashes to ``token_hash`` (one indexed lookup)."""
+    if not token_hash:
+        return None
+    return Instance.objects.filter(token_hash=token_hash).values_list("id", flat=True).first()

@@ -1,8 +1,10 @@
 """Input shapes of the instances API (types and ranges only; rules live in services)."""
 
+import json
 import math
 import uuid
 
+from django.conf import settings
 from rest_framework import serializers
 
 from instances.choices import OPERATOR_SETTABLE_STATUSES, InstanceStatus
@@ -37,12 +39,17 @@ def _domain_check(check, value):
 
 
 class MetadataField(serializers.JSONField):
-    """A JSON object (not a list, string or number)."""
+    """A JSON object (not a list, string or number), at most SEED_MAX_METADATA_BYTES when encoded."""
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             raise serializers.ValidationError("Expected a JSON object.")
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+        if size > settings.SEED_MAX_METADATA_BYTES:
+            raise serializers.ValidationError(
+                f"Metadata is {size} bytes; the limit is {settings.SEED_MAX_METADATA_BYTES} bytes."
+            )
         return value
 
 
@@ -55,6 +62,9 @@ class InstanceRegisterSerializer(serializers.Serializer):
     metadata = MetadataField(default=dict)
     health_check_path = serializers.CharField(max_length=255, default="/health", trim_whitespace=False)
     verify = serializers.BooleanField(default=True)
+    rotate_token = serializers.BooleanField(
+        default=False, help_text="Issue a fresh token on re-registration (the old one stops working)."
+    )
 
     def validate_host(self, value):
         return _domain_check(validate_host, value)

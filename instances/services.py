@@ -21,7 +21,9 @@ from instances.counters import counter
 from instances.events import publish_cluster_update
 from instances.models import ClusterConfig, Instance, InstanceEvent
 from instances.selectors import cluster_config_get, instance_get, parse_instance_id
+from seedproject.auth import INSTANCE_TOKEN_PREFIX
 from seedproject.errors import InstanceUnreachable, NoHealthyInstance, NotFound, invalid
+from seedproject.security import token_hash, token_issue
 
 logger = logging.getLogger(__name__)
 
@@ -105,19 +107,29 @@ def instance_register(
     health_check_path: str = "/health",
     verify: bool = True,
     actor: str = "api",
+    rotate_token: bool = False,
 ) -> tuple[Instance, bool]:
-    """Register host:port (probing it first when ``verify``); the same address again updates it in place."""
+    """Register host:port (probing it first when ``verify``); the same address again updates it in place.
+
+    A new instance gets a bearer token, as ``instance.new_token`` (shown once, stored hashed); a
+    re-registration gets a fresh one only with ``rotate_token`` (or when it never had one).
+    """
     host = validate_host(host)
     _check_int("port", port, 1, 65535)
     _check_int("weight", weight, 1, 1000)
     validate_health_check_path(health_check_path)
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid("metadata", "Expected a JSON object.")
+    # The network rule applies to every registration, probed or not: health passes will probe it later.
+    try:
+        probing.allowed_address(host, port)
+    except probing.AddressNotAllowed as exc:
+        raise invalid("host", f"{exc}.") from exc
     probed_at = None
     if verify:
         url = Instance(host=host, port=port).url + health_check_path
         # Probe before any write: a slow instance must not hold a database transaction open.
-        result = probing.probe(url, timeout=settings.SEED_PROBE_TIMEOUT)
+        result = probing.probe_address(host, port, health_check_path, timeout=settings.SEED_PROBE_TIMEOUT)
         if not result.ok:
             raise InstanceUnreachable(
                 f"Instance registration failed (实例注册失败): {result.cause}",
@@ -172,8 +184,28 @@ def instance_register(
             change = health.on_sign_of_life(instance.status, "re-registered")
             if change:
                 _transition(instance, to_status=change.to_status, reason=change.reason, actor=actor)
+        instance.new_token = None
+        if created or rotate_token or not instance.token_hash:
+            instance.new_token = _issue_token(instance)
         publish_cluster_update()
     return instance, created
+
+
+def _issue_token(instance: Instance) -> str:
+    token = token_issue(INSTANCE_TOKEN_PREFIX)
+    Instance.objects.filter(pk=instance.pk).update(token_hash=token_hash(token))
+    instance.token_hash = token_hash(token)
+    return token
+
+
+def instance_token_rotate(*, instance_id: Any) -> str:
+    """A fresh bearer token for the instance (the old one stops working); shown once."""
+    return _issue_token(instance_get(instance_id=instance_id))
+
+
+def instance_token_revoke(*, instance_id: Any) -> None:
+    """The instance's token stops working; staff (or a re-registration with rotation) can issue another."""
+    Instance.objects.filter(pk=instance_get(instance_id=instance_id).pk).update(token_hash="")
 
 
 def instance_update(
@@ -323,7 +355,8 @@ def instances_check_health(
         queryset = queryset.filter(pk__in=[parse_instance_id(pk) for pk in instance_ids])
     targets = list(queryset.order_by("registered_at", "id"))
     results = probing.probe_many(
-        [instance.url + instance.health_check_path for instance in targets], timeout=settings.SEED_PROBE_TIMEOUT
+        [(instance.host, instance.port, instance.health_check_path) for instance in targets],
+        timeout=settings.SEED_PROBE_TIMEOUT,
     )
     now = now or timezone.now()
     passed = [instance.pk for instance, result in zip(targets, results, strict=True) if result.ok]

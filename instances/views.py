@@ -14,10 +14,13 @@ from instances.serializers import (
     LoadBalanceQuerySerializer,
 )
 from seedproject.api import page_params, validated
+from seedproject.permissions import AnyPrincipal, Enroller, InstanceSelf, ReadAnyWriteInstanceSelf, ReadAnyWriteOperator
 
 
 class InstancesAPIView(APIView):
-    """Base of the instances routes."""
+    """Base of the instances routes: readable by anyone the cluster knows (see seedproject.permissions)."""
+
+    permission_classes = [AnyPrincipal]
 
 
 def _one(instance, status: int = 200) -> Response:
@@ -25,13 +28,19 @@ def _one(instance, status: int = 200) -> Response:
 
 
 class InstanceListView(InstancesAPIView):
-    """POST registers an instance; GET lists them (``?status=``, ``?limit=&offset=``)."""
+    """POST registers an instance (enrollment token or staff); GET lists them (``?status=``, ``?limit=&offset=``)."""
+
+    def get_permissions(self) -> list:
+        return [Enroller()] if self.request.method == "POST" else [AnyPrincipal()]
 
     @schema.instance_register
     def post(self, request: Request) -> Response:
         data = validated(InstanceRegisterSerializer, request.data)
         instance, created = services.instance_register(**data, actor="api")
-        return _one(instance, status=201 if created else 200)
+        response = _one(instance, status=201 if created else 200)
+        if instance.new_token:  # shown once: only its hash is stored
+            response.data["token"] = instance.new_token
+        return response
 
     @schema.instance_list
     def get(self, request: Request) -> Response:
@@ -43,7 +52,9 @@ class InstanceListView(InstancesAPIView):
 
 
 class InstanceDetailView(InstancesAPIView):
-    """GET reads, PATCH changes weight/metadata/status, DELETE deregisters."""
+    """GET reads, PATCH changes weight/metadata/status, DELETE deregisters (the instance itself or staff)."""
+
+    permission_classes = [ReadAnyWriteInstanceSelf]
 
     @schema.instance_get
     def get(self, request: Request, instance_id) -> Response:
@@ -61,7 +72,9 @@ class InstanceDetailView(InstancesAPIView):
 
 
 class InstanceHeartbeatView(InstancesAPIView):
-    """POST a heartbeat with optional cpu_usage / memory_usage / connections."""
+    """POST a heartbeat with optional cpu_usage / memory_usage / connections (the instance itself or staff)."""
+
+    permission_classes = [InstanceSelf]
 
     @schema.instance_heartbeat
     def post(self, request: Request, instance_id) -> Response:
@@ -89,7 +102,9 @@ class ClusterStatsView(InstancesAPIView):
 
 
 class ClusterConfigView(InstancesAPIView):
-    """GET the live cluster settings; PUT overrides them (null resets a field to its default)."""
+    """GET the live cluster settings; PUT (operators) overrides them (null resets a field to its default)."""
+
+    permission_classes = [ReadAnyWriteOperator]
 
     @schema.cluster_config_get
     def get(self, request: Request) -> Response:

@@ -14,16 +14,11 @@ from django.core.wsgi import get_wsgi_application
 
 wsgi_application = get_wsgi_application()  # sets Django up before consumers are imported
 
-from django.core.cache import caches  # noqa: E402
-
-# a2wsgi runs each request in a copy of the loop's context, and Django keeps cache objects in a
-# context-local: without this, every request built a new RedisCache, hence a new Redis connection pool
-# and a TCP connect + handshake per request (a third of a loadbalance pick; bench/README.md). Creating
-# them here, in the context every request copies, gives one cache object (one pool) per process.
-for _alias in caches.settings:
-    caches[_alias]
+import contextvars  # noqa: E402
+import threading  # noqa: E402
 
 from a2wsgi import WSGIMiddleware  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -43,9 +38,28 @@ class BrowserOriginValidator(OriginValidator):
         return parsed_origin is None or self.validate_origin(parsed_origin)
 
 
+_thread_state = threading.local()
+
+
+def wsgi_in_thread_context(environ, start_response):
+    """Run the WSGI app in one context per pool thread, kept from request to request (as under gunicorn).
+
+    a2wsgi runs every request in a fresh copy of the event loop's context, and Django keeps its cache
+    objects in a context-local: each request built a new RedisCache, hence a new connection pool and a
+    Redis TCP connect + handshake per request - a third of a loadbalance pick (see bench/README.md).
+    """
+    context = getattr(_thread_state, "context", None)
+    if context is None:
+        context = _thread_state.context = contextvars.Context()
+    return context.run(wsgi_application, environ, start_response)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": WSGIMiddleware(wsgi_application, workers=settings.SEED_HTTP_THREADS),
-        "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), settings.ALLOWED_HOSTS),
+        "http": WSGIMiddleware(wsgi_in_thread_context, workers=settings.SEED_HTTP_THREADS),
+        # Sessions let staff open the dashboard's sockets; tokens and loopback are checked by each consumer.
+        "websocket": BrowserOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
+        ),
     }
 )

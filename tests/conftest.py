@@ -10,7 +10,19 @@ import socket
 from urllib.parse import urlparse
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
+
+_communicator_init = WebsocketCommunicator.__init__
+
+
+def _communicator_from_loopback(self, *args, **kwargs) -> None:
+    """Test sockets come from 127.0.0.1 unless a test says otherwise, as Django's test client's requests do."""
+    _communicator_init(self, *args, **kwargs)
+    self.scope.setdefault("client", ["127.0.0.1", 50000])
+
+
+WebsocketCommunicator.__init__ = _communicator_from_loopback
 
 
 def _reachable(url: str) -> bool:

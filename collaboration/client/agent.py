@@ -175,11 +175,15 @@ class CollaborationProtocol:
         return await self.transport.request(method, f"{API}{path}", json=json, token=self.token, **kwargs)
 
     async def register(self) -> dict[str, Any]:
-        """Register this employee (same id and role again is fine); keeps the token the server issues."""
+        """Register this employee (same id and role again is fine); keeps the token the server issues.
+
+        An agent that has no token yet (a fresh process of an employee that already exists) asks for
+        a new one; one that has a token keeps it, so its sibling processes keep theirs too.
+        """
         body = await self.transport.request(
             "POST",
             f"{API}/employees/register",
-            json={"employee_id": self.employee_id, "role": self.role},
+            json={"employee_id": self.employee_id, "role": self.role, "rotate_token": self.token is None},
             token=self.enrollment_token,
         )
         if body.get("token"):

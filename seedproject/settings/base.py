@@ -66,6 +66,8 @@ if not SECRET_KEY:
 
 # Anonymous API access exists only on the embedded default, and only from loopback addresses.
 SEED_ALLOW_LOCAL_ANONYMOUS = env_bool("SEED_ALLOW_LOCAL_ANONYMOUS", SEED_EMBEDDED)
+# The cluster's shared secret for registering employees and instances (Authorization: Bearer ...).
+SEED_ENROLLMENT_TOKEN = env_str("SEED_ENROLLMENT_TOKEN")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
@@ -193,9 +195,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["seedproject.api.NestingSafeJSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "seedproject.auth.SeedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Every route says who may call it; anything that forgets is closed to all but operators.
+    "DEFAULT_PERMISSION_CLASSES": ["seedproject.permissions.Operator"],
+    "DEFAULT_THROTTLE_CLASSES": ["seedproject.auth.PrincipalRateThrottle"],
     "EXCEPTION_HANDLER": "seedproject.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": None,
@@ -223,7 +229,18 @@ SEED_CUSTOM_STRATEGIES = {
     for name, _, path in (item.partition("=") for item in env_list("SEED_CUSTOM_STRATEGIES", []))
 }
 SEED_PROBE_TIMEOUT = float(env_str("SEED_PROBE_TIMEOUT", "2"))
+# Health probes (and so registrations) may only reach these networks: loopback and private ranges.
+SEED_PROBE_ALLOWED_NETWORKS = env_list(
+    "SEED_PROBE_ALLOWED_NETWORKS",
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
+# A courtesy limit per token (or per address for anonymous callers), not a security boundary.
+# DRF rate syntax ("6000/min"); empty disables it.
+SEED_THROTTLE_RATE = env_str("SEED_THROTTLE_RATE", "6000/min")
+# Largest WebSocket message a client may send (monitor frames are tiny).
+SEED_WS_MAX_MESSAGE_BYTES = env_int("SEED_WS_MAX_MESSAGE_BYTES", 64 * 1024)
 SEED_MAX_PAYLOAD_BYTES = env_int("SEED_MAX_PAYLOAD_BYTES", 256 * 1024)
+SEED_MAX_METADATA_BYTES = env_int("SEED_MAX_METADATA_BYTES", 16 * 1024)
 # Threads that run WSGI requests inside the ASGI server (long-polling receives hold one each).
 SEED_HTTP_THREADS = env_int("SEED_HTTP_THREADS", 32)
 # daphne processes sharing the server's port; 0 = one per core. Needs Redis (else always 1).

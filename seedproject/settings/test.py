@@ -8,3 +8,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # A probe in a test must never leave the machine; tests that probe use a loopback server.
 SEED_PROBE_TIMEOUT = 1.0
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+# The API tests act as a loopback client in local anonymous mode on every database; the tests of
+# authentication and authorization turn it off where they need to.
+SEED_ALLOW_LOCAL_ANONYMOUS = True
+SEED_ENROLLMENT_TOKEN = "test-enrollment-token"  # noqa: S105 - test-only secret
+SEED_THROTTLE_RATE = ""

@@ -16,6 +16,8 @@ from tests.e2e.harness import (
     server_env,
 )
 
+E2E_ENROLLMENT_TOKEN = "e2e-enrollment-token"
+
 
 class Cluster:
     """Seed servers that share one database (and Redis, when configured)."""
@@ -47,7 +49,9 @@ def embedded_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
 
     def make(**extra: str) -> Cluster:
         data_dir = tmp_path / f"data-{len(clusters)}"
-        env = server_env({"SEED_DATA_DIR": str(data_dir), **FAST_TIMINGS, **extra})
+        env = server_env(
+            {"SEED_DATA_DIR": str(data_dir), "SEED_ENROLLMENT_TOKEN": E2E_ENROLLMENT_TOKEN, **FAST_TIMINGS, **extra}
+        )
         manage(env, "migrate", "--noinput")
         cluster = Cluster(env, tmp_path)
         clusters.append(cluster)
@@ -71,6 +75,10 @@ def pg_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
                     "REDIS_URL": redis_url_for_servers(os.environ["REDIS_URL"]),
                     "SEED_REDIS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
                     "DJANGO_SECRET_KEY": "e2e-only",
+                    # These clusters test processes, not credentials: loopback clients stay anonymous-friendly
+                    # unless a test turns it off (test_auth_e2e.py does).
+                    "SEED_ALLOW_LOCAL_ANONYMOUS": "true",
+                    "SEED_ENROLLMENT_TOKEN": E2E_ENROLLMENT_TOKEN,
                     "SEED_DATA_DIR": str(tmp_path / "data"),
                     **FAST_TIMINGS,
                     **extra,

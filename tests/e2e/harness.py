@@ -116,8 +116,15 @@ class SeedProcess:
         wait_for(ready, timeout=timeout, what=f"server on port {self.port} to serve and register")
         return self
 
+    @property
+    def enrollment_headers(self) -> dict[str, str]:
+        """What the harness itself presents: the cluster's enrollment token, when it has one."""
+        token = self.env.get("SEED_ENROLLMENT_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def own_instance(self) -> dict | None:
-        body = httpx.get(f"{self.url}/api/v1/multi-instance/instances", timeout=5).json()
+        response = httpx.get(f"{self.url}/api/v1/multi-instance/instances", headers=self.enrollment_headers, timeout=5)
+        body = response.json()
         return next((i for i in body["instances"] if i["port"] == self.port), None)
 
     def descendants(self) -> list[psutil.Process]:
