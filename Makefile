@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= localhost
 PORT ?= 8000
 
-.PHONY: setup run migrate test lint format clean
+.PHONY: setup run migrate test lint format clean bench
 
 setup: $(VENV)/.installed
 
@@ -40,3 +40,9 @@ format: setup
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+# Benchmarks against the floor (gunicorn + DRF) on the local PostgreSQL and Redis (db 7): table, JSON and
+# plot under var/bench/. QUICK=1 for the short run (< 3 min). Numbers never fail the build.
+bench: setup
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m bench $(if $(QUICK),--quick,)

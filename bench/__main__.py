@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs and smaller tables (< 3 min)")
     parser.add_argument("--only", nargs="*", choices=[*ALL, "floor"], default=None, help="run only these")
+    parser.add_argument("--seed-env", action="append", default=[], metavar="KEY=VALUE", help="extra server setting")
     args = parser.parse_args(argv)
+    for item in args.seed_env:
+        key, _, value = item.partition("=")
+        harness.SEED_EXTRA_ENV[key] = value
     wanted = set(args.only) if args.only else set(ALL)
     profile = scenarios.Profile(quick=args.quick)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         "process on the same cores as the servers.",
         f"Floor: gunicorn, {harness.CORES} sync workers, Django + DRF, CONN_MAX_AGE=600 on PostgreSQL.",
     ]
+    if harness.SEED_EXTRA_ENV:
+        notes.append(f"Seed settings given on the command line: {harness.SEED_EXTRA_ENV}")
     if args.quick:
         notes.append("QUICK: 2 s runs, 100k instead of 1M backlog rows, 20k instead of 100k TTL rows.")
     with contextlib.ExitStack() as stack:

@@ -26,6 +26,7 @@ PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 REDIS_PREFIX = "bench"
 CORES = os.cpu_count() or 1
+SEED_EXTRA_ENV: dict[str, str] = {}  # --seed-env KEY=VALUE: try a setting without editing anything
 
 
 def progress(text: str) -> None:
@@ -173,6 +174,7 @@ def seed_env(db: Database | None, data_dir: Path) -> dict[str, str]:
         "SEED_INSTANCE_TIMEOUT": "3600",
         "SEED_DATA_DIR": str(data_dir),
     }
+    extra.update(SEED_EXTRA_ENV)
     if db is not None:
         extra.update({"DATABASE_URL": db.url, "REDIS_URL": REDIS_URL, "SEED_REDIS_PREFIX": REDIS_PREFIX})
         extra["DJANGO_SECRET_KEY"] = "bench-not-secret"

@@ -124,6 +124,26 @@ def register_instances(target: Target, count: int, base_port: int) -> list[str]:
     return ids
 
 
+EMPTY_BY_TYPE = {"character varying": "''", "text": "''", "integer": "0", "smallint": "0", "bigint": "0"}
+EMPTY_BY_TYPE |= {"boolean": "false", "jsonb": "'{}'", "double precision": "0"}
+
+
+def insert_sql(db: Database, table: str, columns: str, select: str) -> str:
+    """``INSERT INTO table (columns) SELECT …``, plus an empty value for any NOT NULL column the model
+    grew since this was written (bulk SQL bypasses Django's defaults, e.g. a later ``token_hash``)."""
+    given = {c.strip() for c in columns.split(",")}
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s "
+            "AND is_nullable = 'NO' AND column_default IS NULL",
+            (table,),
+        ).fetchall()
+    extra = [(name, EMPTY_BY_TYPE[kind]) for name, kind in rows if name not in given and kind in EMPTY_BY_TYPE]
+    cols = ", ".join([columns, *(n for n, _ in extra)])
+    select = select.replace("FROM", ", ".join(["", *(v for _, v in extra)]) + " FROM", 1) if extra else select
+    return f"INSERT INTO {table} ({cols}) {select}"
+
+
 def send_body(receiver: str) -> dict:
     return {"receiver_id": receiver, "message_type": "notification", "action": "bench", "data": {"n": 1}}
 
@@ -211,18 +231,19 @@ def send_scenario(target: Target, profile: Profile) -> dict:
 
 def fill_queues(db: Database, receivers: list[str], sender: str, per_receiver: int) -> None:
     """Bulk-insert queued messages (the API would be the thing measured, not the setup)."""
+    sql = insert_sql(
+        db,
+        "collaboration_message",
+        "id, sender_id, receiver_id, message_type, action, data, priority, status, created_at, expires_at, "
+        "delivery_count",
+        """
+        SELECT gen_random_uuid(), %s, r, 'notification', 'bench', '{"n": 1}', 2, 'queued',
+            now() - make_interval(secs => 1000) + make_interval(secs => g / 1000.0), now() + interval '1 day', 0
+        FROM unnest(%s::text[]) AS r, generate_series(1, %s::int) AS g
+        """,
+    )
     with db.connect() as conn:
-        conn.execute(
-            """
-            INSERT INTO collaboration_message (id, sender_id, receiver_id, message_type, action, data, priority,
-                status, created_at, expires_at, delivery_count)
-            SELECT gen_random_uuid(), %s, r, 'notification', 'bench', '{"n": 1}', 2, 'queued',
-                now() - make_interval(secs => 1000) + make_interval(secs => g / 1000.0),
-                now() + interval '1 day', 0
-            FROM unnest(%s::text[]) AS r, generate_series(1, %s) AS g
-            """,
-            (sender, receivers, per_receiver),
-        )
+        conn.execute(sql, (sender, receivers, per_receiver))
         conn.execute("ANALYZE collaboration_message")
 
 
@@ -307,6 +328,16 @@ def _p50_runs(name: str, label: str, profile: Profile, spec_for) -> dict:
     }
 
 
+def bulk_employees(db: Database, employees: list[str]) -> None:
+    sql = insert_sql(
+        db,
+        "collaboration_employee",
+        "employee_id, role, status, registered_at, last_seen",
+        "SELECT e, 'bench', 'active', now(), now() FROM unnest(%s::text[]) AS e",
+    )
+    db.execute(sql + " ON CONFLICT DO NOTHING", (employees,))
+
+
 def loadbalance_scale(target: Target, profile: Profile) -> list[dict]:
     """p50 of one pick with 10 / 1,000 / 10,000 active instances (rows made by SQL, not the API)."""
     db = target.db
@@ -314,13 +345,17 @@ def loadbalance_scale(target: Target, profile: Profile) -> list[dict]:
     have, out = 0, []
     for size in profile.instance_sizes:
         db.execute(
-            """
-            INSERT INTO instances_instance (id, host, port, weight, status, metadata, health_check_path, cpu_usage,
-                memory_usage, connections, picks_since_heartbeat, registered_at, last_heartbeat)
-            SELECT gen_random_uuid(), '10.' || (g / 65000) || '.0.1', 1 + g % 65000, 1 + g % 5, 'active',
-                '{"bench": "scale"}', '/health', 10, 20, g % 50, 0, now(), now() + interval '1 day'
-            FROM generate_series(%s, %s) AS g
+            insert_sql(
+                db,
+                "instances_instance",
+                "id, host, port, weight, status, metadata, health_check_path, cpu_usage, memory_usage, connections, "
+                "picks_since_heartbeat, registered_at, last_heartbeat",
+                """
+            SELECT gen_random_uuid(), '10.' || (g / 65000) || '.0.1', 1 + g %% 65000, 1 + g %% 5, 'active',
+                '{"bench": "scale"}', '/health', 10, 20, g %% 50, 0, now(), now() + interval '1 day'
+            FROM generate_series(%s::int, %s::int) AS g
             """,
+            ),
             (have + 1, size),
         )
         db.execute("ANALYZE instances_instance")
@@ -341,13 +376,7 @@ def receive_scale(target: Target, profile: Profile) -> list[dict]:
     """p50 of one receive with 1,000 vs 1,000,000 messages in the table, spread over 1,000 employees."""
     db = target.db
     employees = [f"scale-{i}" for i in range(1000)]
-    db.execute(
-        """
-        INSERT INTO collaboration_employee (employee_id, role, status, registered_at, last_seen)
-        SELECT e, 'bench', 'active', now(), now() FROM unnest(%s::text[]) AS e ON CONFLICT DO NOTHING
-        """,
-        (employees,),
-    )
+    bulk_employees(db, employees)
     out = []
     for size in profile.backlog_sizes:
         progress(f"receive scale: filling {size:,} messages over 1,000 employees")
@@ -389,13 +418,7 @@ def ttl_sweep(target: Target, profile: Profile, env: dict[str, str]) -> dict:
     """Mark ``ttl_rows`` messages past their TTL as expired while 4 clients keep sending."""
     db, rows = target.db, profile.ttl_rows
     employees = [f"ttl-{i}" for i in range(1000)]
-    db.execute(
-        """
-        INSERT INTO collaboration_employee (employee_id, role, status, registered_at, last_seen)
-        SELECT e, 'bench', 'active', now(), now() FROM unnest(%s::text[]) AS e ON CONFLICT DO NOTHING
-        """,
-        (employees,),
-    )
+    bulk_employees(db, employees)
     progress(f"TTL sweep: {rows:,} messages past their TTL, 4 clients sending meanwhile")
     fill_queues(db, employees, employees[0], rows // len(employees))
     db.execute(
