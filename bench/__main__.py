@@ -114,7 +114,9 @@ def run_seed_embedded(stack: contextlib.ExitStack, profile: scenarios.Profile) -
     server = harness.start_seed(env)
     stack.callback(server.stop)
     target = scenarios.Target("seed-embedded", server, None)
-    out = [scenarios.send_scenario(target, profile), scenarios.heartbeat_scenario(target, profile)]
+    out = [scenarios.send_scenario(target, profile)]
+    if not profile.quick:
+        out.append(scenarios.heartbeat_scenario(target, profile))
     out += scenarios.loadbalance_scenarios(target, profile, ["round_robin"])
     server.stop()
     return out

@@ -131,6 +131,15 @@ class Server:
                     total += proc.memory_info().rss
         return total / 1e6
 
+    def rss_each_mb(self, match: str = "") -> list[int]:
+        """Resident memory of each matching process, in MB."""
+        out = []
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                if match in " ".join(proc.cmdline()):
+                    out.append(round(proc.memory_info().rss / 1e6))
+        return out
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -35,7 +35,7 @@ class Profile:
 
     @property
     def duration(self) -> float:
-        return 2.0 if self.quick else 8.0
+        return 1.5 if self.quick else 8.0
 
     @property
     def scale_duration(self) -> float:
@@ -385,7 +385,8 @@ def receive_scale(target: Target, profile: Profile) -> list[dict]:
         fill_queues(db, employees, employees[0], size // len(employees))
         db.execute("VACUUM ANALYZE collaboration_message")
         progress(f"  filled in {time.monotonic() - started:.1f} s")
-        paths = [f"{COLLAB}/employees/{e}/messages/receive" for e in employees]
+        sample = employees[:250] if profile.quick else employees
+        paths = [f"{COLLAB}/employees/{e}/messages/receive" for e in sample]
         clients = [{"op": "post", "paths": paths[i::4], "body": {"limit": 1}} for i in range(4)]
 
         def spec(_: int, c=clients) -> dict:
@@ -489,6 +490,7 @@ def monitor_fanout(target: Target, profile: Profile) -> dict:
         ready = json.loads(proc.stdout.readline() or "{}")
         time.sleep(1.0)
         rss = target.server.rss_mb("daphne")
+        rss_each = target.server.rss_each_mb("daphne")
         rss_all = target.server.rss_mb()
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -501,7 +503,7 @@ def monitor_fanout(target: Target, profile: Profile) -> dict:
     lat = result.get("latencies_ms", {})
     progress(
         f"  {ready.get('ready')} sockets open; {result.get('received')} saw the change, p99 {lat.get('p99', 0):.0f} ms;"
-        f" daphne RSS {rss:.0f} MB (idle {before:.0f} MB), whole server {rss_all:.0f} MB"
+        f" daphne RSS {rss:.0f} MB {rss_each} (idle {before:.0f} MB), whole server {rss_all:.0f} MB"
     )
     return {
         "scenario": "monitor_fanout",
@@ -513,6 +515,7 @@ def monitor_fanout(target: Target, profile: Profile) -> dict:
         "p99_ms": lat.get("p99"),
         "max_ms": lat.get("max"),
         "rss_mb": rss,
+        "rss_each_mb": rss_each,
         "rss_idle_mb": before,
         "rss_server_mb": rss_all,
     }
