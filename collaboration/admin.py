@@ -13,6 +13,19 @@ class EmployeeAdmin(admin.ModelAdmin):
     list_display = ("employee_id", "role", "status", "registered_at", "last_seen")
     list_filter = ("status", "role")
     search_fields = ("employee_id", "role")
+    actions = ("rotate_token", "revoke_token")
+
+    @admin.action(description="Rotate token (shows the new one once)")
+    def rotate_token(self, request, queryset) -> None:
+        for employee_id in queryset.values_list("employee_id", flat=True):
+            token = services.employee_token_rotate(employee_id=employee_id)
+            self.message_user(request, f"New token for {employee_id}: {token}", messages.WARNING)
+
+    @admin.action(description="Revoke token")
+    def revoke_token(self, request, queryset) -> None:
+        for employee_id in queryset.values_list("employee_id", flat=True):
+            services.employee_token_revoke(employee_id=employee_id)
+        self.message_user(request, f"Revoked the tokens of {queryset.count()} employee(s).", messages.SUCCESS)
 
 
 @admin.register(Connection)

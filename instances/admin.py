@@ -84,7 +84,7 @@ class InstanceAdmin(admin.ModelAdmin):
         "last_probe_ok",
     )
     readonly_fields = tuple(f for f in fields if f not in ("weight", "metadata", "status"))
-    actions = ("drain", "disable", "enable", "probe_now", "deregister")
+    actions = ("drain", "disable", "enable", "probe_now", "deregister", "rotate_token", "revoke_token")
 
     def has_add_permission(self, request) -> bool:
         return False  # instances register themselves (API, runseed, register_instance), probe included
@@ -119,6 +119,18 @@ class InstanceAdmin(admin.ModelAdmin):
             "(draining/disabled instances are not probed).".format(**counts),
             messages.SUCCESS,
         )
+
+    @admin.action(description="Rotate token (shows the new one once)")
+    def rotate_token(self, request, queryset) -> None:
+        for instance in queryset:
+            token = services.instance_token_rotate(instance_id=instance.pk)
+            self.message_user(request, f"New token for {instance.host}:{instance.port}: {token}", messages.WARNING)
+
+    @admin.action(description="Revoke token")
+    def revoke_token(self, request, queryset) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            services.instance_token_revoke(instance_id=pk)
+        self.message_user(request, f"Revoked the tokens of {queryset.count()} instance(s).", messages.SUCCESS)
 
     @admin.action(description="Deregister selected instances")
     def deregister(self, request, queryset) -> None:

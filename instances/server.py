@@ -135,9 +135,13 @@ class SeedServer:
         fds = tuple(s.fileno() for s in self.sockets)
         count = http_processes() if self.sockets else 1
         self.daphnes = []
+        # A monitor client only sends small control frames; anything bigger is refused by daphne itself.
+        limit = str(settings.SEED_WS_MAX_MESSAGE_BYTES)
+        ws_limits = ["--websocket-max-message-size", limit, "--websocket-max-frame-size", limit]
         for i in range(count):
             endpoints = shared + (ipv6_endpoints(options.host, options.port) if i == 0 else [])
-            argv = [python, "-m", "daphne", *(a for e in endpoints for a in ("-e", e)), "seedproject.asgi:application"]
+            argv = [python, "-m", "daphne", *(a for e in endpoints for a in ("-e", e)), *ws_limits]
+            argv.append("seedproject.asgi:application")
             self.daphnes.append(Child(f"daphne-{i + 1}" if count > 1 else "daphne", argv, pass_fds=fds))
         self.children = list(self.daphnes)
         if options.worker:

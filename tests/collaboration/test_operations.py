@@ -111,6 +111,21 @@ def test_admin_requeue_dead_action(admin_client, pair):
     assert Message.objects.get(pk=dead.pk).status == "queued"
 
 
+def test_admin_rotate_token_shows_a_working_token_once_and_revoke_stops_it(admin_client, pair, settings):
+    from rest_framework.test import APIClient
+
+    settings.SEED_ALLOW_LOCAL_ANONYMOUS = False
+    response = admin_client.post(
+        "/admin/collaboration/employee/", {"action": "rotate_token", "_selected_action": ["qa_001"]}, follow=True
+    )
+    token = next(str(m) for m in response.context["messages"]).rsplit(": ", 1)[1]
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert agent.get("/api/v1/collaboration/employees/qa_001/stats").status_code == 200
+    admin_client.post("/admin/collaboration/employee/", {"action": "revoke_token", "_selected_action": ["qa_001"]})
+    assert agent.get("/api/v1/collaboration/employees/qa_001/stats").status_code == 401
+
+
 # --- tasks ---------------------------------------------------------------------------------------
 
 

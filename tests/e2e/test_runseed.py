@@ -87,3 +87,24 @@ def test_exactly_one_beat_per_cluster_and_a_standby_takes_over(cluster_fixture, 
         timeout=20,
         what="the standby to take the beat lock over",
     )
+
+
+def test_an_oversized_websocket_message_is_refused_by_the_server(embedded_cluster):
+    import asyncio
+
+    import aiohttp
+
+    (server,) = embedded_cluster(SEED_WS_MAX_MESSAGE_BYTES="4096").start(1)
+
+    async def send_frame(size: int) -> aiohttp.WSMessage:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"ws://127.0.0.1:{server.port}/api/v1/multi-instance/monitor")
+            await ws.receive(timeout=10)  # the snapshot
+            await ws.send_str('{"action": "snapshot", "pad": "' + "x" * size + '"}')
+            return await ws.receive(timeout=10)
+
+    small = asyncio.run(send_frame(1_000))
+    assert small.type == aiohttp.WSMsgType.TEXT  # answered with a snapshot
+    big = asyncio.run(send_frame(10_000))
+    # autobahn fails the connection (1009 "too big", or 1006 when it drops it without a close frame)
+    assert big.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)

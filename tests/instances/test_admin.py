@@ -122,3 +122,14 @@ def test_cluster_config_is_editable_and_validated(admin_client):
     assert too_short.status_code == 200
     config.refresh_from_db()
     assert config.load_balance_strategy == "weighted"
+
+
+def test_rotate_token_shows_a_working_token_once_and_revoke_stops_it(admin_client, make_instance, api, settings):
+    settings.SEED_ALLOW_LOCAL_ANONYMOUS = False
+    instance = make_instance(9001)
+    response = act(admin_client, "rotate_token", instance)
+    token = messages_of(response)[0].rsplit(": ", 1)[1]
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api.post(f"/api/v1/multi-instance/instances/{instance.pk}/heartbeat", {}).status_code == 200
+    act(admin_client, "revoke_token", instance)
+    assert api.post(f"/api/v1/multi-instance/instances/{instance.pk}/heartbeat", {}).status_code == 401
