@@ -52,6 +52,8 @@ def growth_rows(results: list[dict]) -> list[str]:
             small, large = series[0], series[-1]
             ratio = large["p50_ms"] / small["p50_ms"] if small["p50_ms"] else float("inf")
             label = f"loadbalance {key}" if name == "lb_scale" else "receive"
+            if errors := sum(r["errors"] for r in series):
+                label += f" ({errors} failed requests!)"
             mid = "".join(f", {r['size']:,}: {r['p50_ms']:.2f} ms" for r in series[1:-1])
             first = f"{small['size']:,}: {small['p50_ms']:.2f} ms ({small['p50_min']:.2f}–{small['p50_max']:.2f})"
             last = f"{large['size']:,}: {large['p50_ms']:.2f} ms ({large['p50_min']:.2f}–{large['p50_max']:.2f})"
