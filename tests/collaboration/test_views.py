@@ -433,3 +433,10 @@ def test_stats_query_counts_stay_small(api, pair, send, django_assert_max_num_qu
 
 def test_method_not_allowed_is_json(api):
     error(api.get(url("employees/register")), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("route", ["employees", "employees/dev_001/messages", "employees/dev_001/conversations"])
+def test_offset_past_sql_integers_is_400_not_500(api, route):
+    # Found by .ci/fuzz: an offset over 2**63 overflowed SQLite's integers (500).
+    api.post(url("employees/register"), {"employee_id": "dev_001", "role": "developer"})
+    error(api.get(url(route), {"offset": 10**20}), 400, "invalid")

@@ -154,6 +154,13 @@ def test_list_bad_query_is_400(api, query):
     assert_error(api.get(f"{BASE}/instances?{query}"), 400, "invalid")
 
 
+def test_list_offset_past_sql_integers_is_400_not_500(api):
+    # Found by .ci/fuzz: an offset over 2**63 overflowed SQLite's integers (500).
+    register(api, 9001)
+    assert_error(api.get(f"{BASE}/instances?offset={10**20}"), 400, "invalid")
+    assert api.get(f"{BASE}/instances?offset={2**31 - 1}").json()["instances"] == []
+
+
 def test_read_one(api):
     instance_id = register(api, 9001).json()["instance"]["id"]
     body = api.get(f"{BASE}/instances/{instance_id}").json()
