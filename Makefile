@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= localhost
 PORT ?= 8000
 
-.PHONY: setup run migrate test lint format clean bench
+.PHONY: setup run migrate test lint format clean bench fuzz
 
 setup: $(VENV)/.installed
 
@@ -46,3 +46,7 @@ clean:
 bench: setup
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+
+# schemathesis against the live OpenAPI schema of one real server (fresh temporary data dir).
+fuzz: setup
+	.ci/fuzz
