@@ -97,14 +97,15 @@ async def run_http(spec: dict) -> dict:
     stats = Stats()
     clients = spec["clients"]
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=CLIENT_TIMEOUT) as session:
+    timeout = aiohttp.ClientTimeout(total=spec.get("request_timeout", 60))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         begin = time.perf_counter()
         warmup, duration = spec.get("warmup", 1.0), spec["duration"]
         deadline = begin + warmup + duration
         tasks = [asyncio.create_task(_client(session, spec["base"], c, stats, deadline)) for c in clients]
         await asyncio.sleep(warmup)
         stats.started, stats.measuring = time.perf_counter(), True
-        done, pending = await asyncio.wait(tasks, timeout=warmup + duration + 60)
+        done, pending = await asyncio.wait(tasks, timeout=warmup + duration + spec.get("request_timeout", 60))
         for task in pending:
             task.cancel()
         ended = min(time.perf_counter(), deadline)

@@ -314,7 +314,8 @@ def _p50_runs(name: str, label: str, profile: Profile, spec_for) -> dict:
     for index in range(scaled.runs):
         spec = {"warmup": 0.3, "duration": profile.scale_duration, **spec_for(index)}
         runs.append(run_load(spec))
-    p50s = [r["latencies_ms"].get("p50", 0) for r in runs]
+    # A run with no successful request has no p50: count it as infinitely slow, never as 0 ms.
+    p50s = [r["latencies_ms"].get("p50", float("inf")) for r in runs]
     errors = sum(sum(r["errors"].values()) for r in runs)
     return {
         "scenario": name,
@@ -362,7 +363,8 @@ def loadbalance_scale(target: Target, profile: Profile) -> list[dict]:
         have = size
         for strategy in profile.scale_strategies:
             clients = [{"op": "get", "path": f"{MULTI}/instances/loadbalance?strategy={strategy}"}] * 4
-            spec = lambda _, c=clients: {"base": target.server.url, "clients": c}  # noqa: E731
+            # A pick slower than 10 s counts as failed: the curve is already far past its target by then.
+            spec = lambda _, c=clients: {"base": target.server.url, "clients": c, "request_timeout": 10}  # noqa: E731
             row = _p50_runs(f"lb_scale_{strategy}", target.label, profile, spec)
             row.update(size=size, strategy=strategy)
             progress(f"  loadbalance {strategy} with {size} instances: p50 {row['p50_ms']:.2f} ms")
