@@ -23,7 +23,7 @@ from collaboration.selectors import connection_exists, conversation_get, employe
 from instances.balancing import UnknownStrategy, get_strategy
 from instances.counters import counter
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
-from seedproject.errors import Conflict, DomainError, NotConnected, NotFound, QueueFull, invalid
+from seedproject.errors import Conflict, DomainError, Forbidden, NotConnected, NotFound, QueueFull, invalid
 from seedproject.security import token_hash, token_issue
 
 LIVE = (MessageStatus.QUEUED, MessageStatus.LEASED)
@@ -35,11 +35,9 @@ ROLE_PREFIX = "role:"
 DEFAULT_ROLE_ROUTING = "least_connections"  # for employees: fewest live (queued + leased) messages
 
 
-class NotParticipant(DomainError):
+class NotParticipant(Forbidden):
     """The employee is not a member of the conversation it tries to use."""
 
-    status_code = 403
-    code = "forbidden"
     default_message = "Only participants may post to or read this conversation."
 
 

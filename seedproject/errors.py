@@ -24,6 +24,12 @@ class InvalidInput(DomainError):
     """Validation that needs the database (or a rule) failed; ``details`` maps field -> messages."""
 
 
+class Forbidden(DomainError):
+    status_code = 403
+    code = "forbidden"
+    default_message = "You may not do this."
+
+
 class NotFound(DomainError):
     status_code = 404
     code = "not_found"
