@@ -9,6 +9,7 @@ protocol = CollaborationProtocol(
     employee_id=os.environ.get("QA_ID", "qa_001"),
     role=EmployeeRole.QA_ENGINEER,
     seed_urls=[os.environ.get("SEED_URL", "http://localhost:8000")],
+    enrollment_token=os.environ.get("SEED_ENROLLMENT_TOKEN"),  # not needed against `make run`
 )
 
 
