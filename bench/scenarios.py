@@ -35,7 +35,7 @@ class Profile:
 
     @property
     def duration(self) -> float:
-        return 1.5 if self.quick else 8.0
+        return 1.5 if self.quick else 6.0
 
     @property
     def scale_duration(self) -> float:
