@@ -60,11 +60,9 @@ class SendRequestSerializer(SendSerializer):
     receiver_id = serializers.CharField(
         max_length=128 + 5, help_text="An employee id, or role:<role> to let the server pick a connected employee."
     )
-    message_type = serializers.RegexField(
-        protocol.MESSAGE_TYPE_PATTERN.pattern,
-        max_length=64,
-        help_text="task_request, task_response, notification, status_update, query, query_response, error, "
-        "conversation, or a type the deployment registered; else 400.",
+    message_type = serializers.ChoiceField(
+        choices=protocol.message_type_names(settings.SEED_EXTRA_MESSAGE_TYPES),
+        help_text="The built-in types plus those this deployment registers (SEED_EXTRA_MESSAGE_TYPES); else 400.",
     )
     data = serializers.DictField(required=False)
     priority = serializers.IntegerField(

@@ -82,6 +82,9 @@ class LoadBalanceResponseSerializer(serializers.Serializer):
     strategy = serializers.CharField()
 
 
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
 class LoadBalanceParamsSerializer(serializers.Serializer):
     """Query of ``instances/loadbalance`` (documentation of instances.serializers.LoadBalanceQuerySerializer)."""
 
@@ -93,7 +96,7 @@ class LoadBalanceParamsSerializer(serializers.Serializer):
     # The view takes up to 20,000 characters, but the HTTP server drops request lines over 16 KiB and
     # percent-encoding can make one character 12 bytes: 1,200 characters (32 ids) always get through.
     exclude = serializers.RegexField(
-        r"^[0-9A-Fa-f,-]*$",
+        rf"^({_UUID}(,{_UUID})*)?$",
         required=False,
         max_length=1_200,
         help_text="Comma-separated instance ids (UUIDs) to skip (client failover).",
