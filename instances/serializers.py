@@ -13,9 +13,11 @@ from seedproject.errors import InvalidInput
 
 
 class FiniteFloatField(serializers.FloatField):
-    """A float that is not NaN or infinite (both would pass the range checks)."""
+    """A float that is not NaN or infinite (both would pass the range checks), nor a boolean (false is not 0)."""
 
     def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
         value = super().to_internal_value(data)
         if not math.isfinite(value):
             raise serializers.ValidationError("A finite number is required.")

@@ -252,6 +252,8 @@ def test_heartbeat_recovers_an_unhealthy_instance(api):
         ({"cpu_usage": "NaN"}, "cpu_usage"),
         ({"cpu_usage": "Infinity"}, "cpu_usage"),
         ({"memory_usage": "lots"}, "memory_usage"),
+        ({"memory_usage": False}, "memory_usage"),  # found by .ci/fuzz: was stored as 0.0
+        ({"cpu_usage": True}, "cpu_usage"),
         ({"connections": -1}, "connections"),
         ({"connections": 1.5}, "connections"),
         ({"connections": 10**30}, "connections"),
