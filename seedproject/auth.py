@@ -85,9 +85,12 @@ class SeedTokenAuthentication(BaseAuthentication):
     """``Authorization: Bearer <token>`` -> ``request.auth`` is the Principal; a bad token is a 401."""
 
     def authenticate(self, request: Request) -> tuple[AnonymousUser, Principal] | None:
-        token = parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
-        if token is None:
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if not header:
             return None
+        token = parse_bearer(header)
+        if token is None:  # credentials of another kind never fall back to anonymous access
+            raise AuthenticationFailed("Use Authorization: Bearer <token>.")
         principal = principal_from_token(token)
         if principal is None:
             raise AuthenticationFailed("Unknown or revoked token.")

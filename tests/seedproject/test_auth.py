@@ -167,6 +167,14 @@ def test_a_bad_token_is_401_even_from_loopback(world: World, settings) -> None:
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
+def test_credentials_of_another_scheme_are_401_not_anonymous(world: World, settings) -> None:
+    settings.SEED_ALLOW_LOCAL_ANONYMOUS = True
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Basic ZGV2OnB3")
+    response = client.get("/api/v1/collaboration/employees/dev/stats")
+    assert (response.status_code, response.json()["code"]) == (401, "not_authenticated")
+
+
 def test_local_anonymous_mode_admits_loopback_only(world: World, settings) -> None:
     settings.SEED_ALLOW_LOCAL_ANONYMOUS = True
     assert APIClient(REMOTE_ADDR="127.0.0.1").get(DEV + "/stats").status_code == 200
