@@ -1,6 +1,7 @@
 """The REST edge's shared pieces: the error body, the exception handler, pagination."""
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -79,7 +80,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         if isinstance(exc, exceptions.ValidationError):
             detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
             details = flatten_errors(detail)

@@ -48,10 +48,9 @@ def browser():
 
 
 def _row_status(driver, instance_id: str) -> str | None:
-    from selenium.webdriver.common.by import By
-
-    rows = driver.find_elements(By.CSS_SELECTOR, f'#instances tr[data-instance-id="{instance_id}"]')
-    return rows[0].get_attribute("data-status") if rows else None
+    # Read in one script: the page replaces its rows on every frame, so a found element can go stale.
+    script = "const r = document.querySelector(`#instances tr[data-instance-id='${arguments[0]}']`);"
+    return driver.execute_script(script + " return r ? r.dataset.status : null;", instance_id)
 
 
 def test_dashboard_shows_a_new_instance_live_and_turns_it_unhealthy_when_it_dies(embedded_cluster, browser):
@@ -71,8 +70,12 @@ def test_dashboard_shows_a_new_instance_live_and_turns_it_unhealthy_when_it_dies
     wait_for(lambda: _row_status(browser, instance_id) == "unhealthy", timeout=30, what="the row to turn unhealthy")
 
     assert browser.execute_script("return performance.getEntriesByType('navigation').length") == page_loads
-    badge = browser.find_element("css selector", f'tr[data-instance-id="{instance_id}"] .status')
-    assert badge.text == "unhealthy"
-    assert "207, 34, 46" in badge.value_of_css_property("background-color")  # --bad: red
+    text, colour = browser.execute_script(
+        "const b = document.querySelector(`tr[data-instance-id='${arguments[0]}'] .status`);"
+        " return [b.textContent, getComputedStyle(b).backgroundColor];",
+        instance_id,
+    )
+    assert text == "unhealthy"
+    assert "207, 34, 46" in colour  # --bad: red
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT_DIR / "dashboard.png"))
