@@ -63,9 +63,53 @@ class RoundRobinStrategy:
         self.counter = counter
         self.key = key
 
+    def next_ordinal(self) -> int:
+        """This pick's place in the endless rotation (0, 1, 2, ...), shared by every process."""
+        return self.counter.incr(self.key) - 1
+
     def select_instance(self, instances: Sequence[Candidate]) -> Candidate:
-        position = self.counter.incr(self.key) - 1
-        return instances[position % len(instances)]
+        return instances[rotation_index(self.next_ordinal(), len(instances))]
+
+
+def rotation_index(ordinal: int, n: int) -> int:
+    """The rule of every rotation: the ``ordinal``-th pick lands on position ``ordinal mod n``.
+
+    (The service applies the same rule inside its SQL for round robin and random, where ``n`` is the
+    live count of candidates: ``OFFSET ordinal % count``.)
+    """
+    return ordinal % n
+
+
+# A smooth-WRR period longer than this many steps × weight classes is not computed as is: see
+# ``bounded_weights``.
+MAX_SEQUENCE_WORK = 2_000_000
+
+
+def bounded_weights(weights: Sequence[int], max_work: int = MAX_SEQUENCE_WORK) -> tuple[int, ...]:
+    """``weights`` divided by their gcd; if one smooth-WRR period would still cost more than ``max_work``
+    (period length × distinct weights), the weights are scaled down proportionally (rounded, at least 1).
+
+    This is the documented fallback for huge ``Σw/gcd``: the sequence stays smooth and deterministic,
+    and every instance keeps at least one slot, but the proportions are those of the scaled weights
+    (each within rounding of ``w/Σw``) instead of exact. With the 1..1000 weight range it only triggers
+    when thousands of instances have many distinct weights.
+    """
+    if not weights or any(w < 1 for w in weights):
+        raise ValueError("weights must be positive integers")
+    divisor = reduce(math.gcd, weights)
+    reduced = tuple(w // divisor for w in weights)
+    total, classes = sum(reduced), len(set(reduced))
+    if total * classes <= max_work:
+        return reduced
+    # Scaling shrinks both the period and the number of distinct weights: shrink until it fits (or until
+    # every weight is 1, the floor: a plain rotation).
+    target = total
+    while True:
+        target = max(len(reduced), int(target * 0.8))
+        scaled = [max(1, round(w * target / total)) for w in reduced]
+        if sum(scaled) * len(set(scaled)) <= max_work or target == len(reduced):
+            divisor = reduce(math.gcd, scaled)
+            return tuple(w // divisor for w in scaled)
 
 
 @lru_cache(maxsize=128)
@@ -74,21 +118,38 @@ def smooth_weighted_sequence(weights: tuple[int, ...]) -> tuple[int, ...]:
 
     Weights are divided by their gcd first, so the period is as short as possible. The sequence is
     derived data (a pure function of the weights), so memoising it is safe across processes.
+
+    nginx's rule: every step each candidate's ``current`` grows by its weight, the largest ``current``
+    (ties: the earlier candidate) is picked and loses the total. After ``t`` steps a candidate picked
+    ``k`` times has ``current = t·w − total·k``. Candidates of equal weight therefore take their turns
+    among themselves in index order, so they are stepped as one class (its next member, its pick
+    count): a step costs O(distinct weights), not O(candidates), with exactly nginx's sequence.
     """
     if not weights or any(w < 1 for w in weights):
         raise ValueError("weights must be positive integers")
     divisor = reduce(math.gcd, weights)
     reduced = [w // divisor for w in weights]
     total = sum(reduced)
-    current = [0] * len(reduced)
+    members: dict[int, list[int]] = {}
+    for index, w in enumerate(reduced):
+        members.setdefault(w, []).append(index)
+    class_weights = list(members)
+    class_members = [members[w] for w in class_weights]
+    class_sizes = [len(m) for m in class_members]
+    class_picks = [0] * len(class_weights)
+    classes = range(len(class_weights))
     sequence = []
-    for _ in range(total):
-        for i, w in enumerate(reduced):
-            current[i] += w
-        # max() returns the first maximum, so ties go to the earlier candidate: deterministic.
-        best = max(range(len(current)), key=current.__getitem__)
-        current[best] -= total
-        sequence.append(best)
+    for t in range(1, total + 1):
+        best, best_key = 0, None
+        for c in classes:
+            picks, size = class_picks[c], class_sizes[c]
+            # The class's next member has the class's fewest picks (picks // size) and the lowest index.
+            key = (t * class_weights[c] - total * (picks // size), -class_members[c][picks % size])
+            if best_key is None or key > best_key:
+                best, best_key = c, key
+        picks = class_picks[best]
+        sequence.append(class_members[best][picks % class_sizes[best]])
+        class_picks[best] = picks + 1
     return tuple(sequence)
 
 
@@ -101,10 +162,18 @@ class WeightedStrategy:
         self.counter = counter
         self.key = key
 
+    def next_ordinal(self) -> int:
+        """This pick's place in the endless weighted rotation, shared by every process."""
+        return self.counter.incr(self.key) - 1
+
+    @staticmethod
+    def sequence(weights: Sequence[int]) -> tuple[int, ...]:
+        """One period for these weights (indexes into them), capped as ``bounded_weights`` says."""
+        return smooth_weighted_sequence(bounded_weights([max(1, int(w)) for w in weights]))
+
     def select_instance(self, instances: Sequence[Candidate]) -> Candidate:
-        sequence = smooth_weighted_sequence(tuple(max(1, int(c.weight)) for c in instances))
-        position = self.counter.incr(self.key) - 1
-        return instances[sequence[position % len(sequence)]]
+        sequence = self.sequence([c.weight for c in instances])
+        return instances[sequence[rotation_index(self.next_ordinal(), len(sequence))]]
 
 
 class LeastConnectionsStrategy:
@@ -127,6 +196,10 @@ class RandomStrategy:
 
     def __init__(self, *, counter: Counter | None = None) -> None:
         self.counter = counter
+
+    def random_ordinal(self) -> int:
+        """A random place in an endless rotation: ``rotation_index`` of it is uniform (bias < n / 2**53)."""
+        return random.randrange(2**53)
 
     def select_instance(self, instances: Sequence[Candidate]) -> Candidate:
         return random.choice(instances)

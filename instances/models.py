@@ -4,7 +4,7 @@ import uuid
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from instances.choices import EventActor, EventKind, InstanceStatus
 
@@ -44,6 +44,14 @@ class Instance(models.Model):
             # Serves `?status=` and the eligible-instance pick: status = 'active' ORDER BY registered_at, id.
             models.Index(fields=["status", "registered_at", "id"], name="instance_status_order"),
             models.Index(fields=["registered_at", "id"], name="instance_order"),
+            # Serves the least_connections pick: the first active instance by load, then registration order.
+            models.Index(
+                F("connections") + F("picks_since_heartbeat"),
+                F("registered_at"),
+                F("id"),
+                name="instance_least_loaded",
+                condition=Q(status="active"),
+            ),
         ]
 
     def __str__(self) -> str:

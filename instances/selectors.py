@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 
 from instances.choices import InstanceStatus
 from instances.models import ClusterConfig, Instance, InstanceEvent
@@ -84,6 +85,47 @@ def instance_list(*, status: str | None = None, limit: int = 100, offset: int = 
 def instance_page(*, status: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[Instance], int]:
     """One page of ``instance_list`` plus the total count of matching instances."""
     return instance_list(status=status, limit=limit, offset=offset), _instances(status).count()
+
+
+def active_instances(*, exclude: Iterable[uuid.UUID] = ()) -> QuerySet[Instance]:
+    """The pick candidates: active instances minus ``exclude``, in registration order (``instance_status_order``)."""
+    queryset = Instance.objects.filter(status=InstanceStatus.ACTIVE)
+    exclude = list(exclude)
+    if exclude:
+        queryset = queryset.exclude(pk__in=exclude)
+    return queryset.order_by("registered_at", "id")
+
+
+def active_instance_at(*, ordinal: int, exclude: Iterable[uuid.UUID] = ()) -> Instance | None:
+    """The candidate at position ``ordinal mod count`` (``balancing.rotation_index``), in one statement.
+
+    ``SELECT … ORDER BY registered_at, id LIMIT 1 OFFSET (ordinal % (SELECT COUNT(*) …))``: the count and
+    the fetch see the same snapshot, both walk the ``(status, registered_at, id)`` index, and no row but
+    the chosen one leaves the database. None when there is no candidate.
+    """
+    rows = active_instances(exclude=exclude)
+    select_sql, select_params = rows.query.sql_with_params()
+    count = rows.order_by().values("status").annotate(n=Count("pk")).values("n")
+    count_sql, count_params = count.query.sql_with_params()
+    sql = f"{select_sql} LIMIT 1 OFFSET COALESCE(%s %% NULLIF(({count_sql}), 0), 0)"
+    found = list(Instance.objects.raw(sql, (*select_params, ordinal, *count_params)))
+    return found[0] if found else None
+
+
+def least_loaded_instance(*, exclude: Iterable[uuid.UUID] = ()) -> Instance | None:
+    """The candidate with the fewest connections + picks since its heartbeat (ties: registration order)."""
+    load = F("connections") + F("picks_since_heartbeat")
+    return active_instances(exclude=exclude).order_by(load, "registered_at", "id").first()
+
+
+def active_weights() -> list[tuple[uuid.UUID, int]]:
+    """(id, weight) of every active instance in registration order: what the smooth-WRR period is built from."""
+    return list(active_instances().values_list("id", "weight"))
+
+
+def active_instance(*, instance_id: uuid.UUID) -> Instance | None:
+    """The instance if it is (still) active."""
+    return Instance.objects.filter(pk=instance_id, status=InstanceStatus.ACTIVE).first()
 
 
 def instance_events(*, instance_id: Any = None, limit: int = 100, offset: int = 0) -> list[InstanceEvent]:

@@ -8,19 +8,38 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from uuid import UUID, uuid4
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from instances import health, probing
-from instances.balancing import UnknownStrategy, get_strategy
+from instances.balancing import (
+    LeastConnectionsStrategy,
+    RandomStrategy,
+    RoundRobinStrategy,
+    UnknownStrategy,
+    WeightedStrategy,
+    get_strategy,
+    rotation_index,
+)
 from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind, InstanceStatus
 from instances.counters import counter
 from instances.events import publish_cluster_update
 from instances.models import ClusterConfig, Instance, InstanceEvent
-from instances.selectors import cluster_config_get, instance_get, parse_instance_id
+from instances.selectors import (
+    active_instance,
+    active_instance_at,
+    active_instances,
+    active_weights,
+    cluster_config_get,
+    instance_get,
+    least_loaded_instance,
+    parse_instance_id,
+)
 from seedproject.auth import INSTANCE_TOKEN_PREFIX
 from seedproject.errors import InstanceUnreachable, NoHealthyInstance, NotFound, invalid
 from seedproject.security import token_hash, token_issue
@@ -67,6 +86,20 @@ def _check_percent(field: str, value: Any) -> None:
         raise invalid(field, "Ensure this value is a number between 0 and 100.")
 
 
+# Bumped on every register / deregister / status change / weight change: the weighted pick's cached
+# smooth-WRR period is keyed by it, so a change makes the next pick rebuild the period.
+REGISTRY_VERSION_KEY = "lb:registry_version"
+
+
+def registry_changed() -> None:
+    """Invalidate what picks cache about the registry (call it on any change to who is active or their weight)."""
+    try:
+        counter.incr(REGISTRY_VERSION_KEY)
+    except Exception:
+        # A cache outage must not fail the write; the cached period also expires (WEIGHTED_PERIOD_TTL).
+        logger.exception("could not bump the registry version")
+
+
 def _record(instance: Instance, *, kind: str, from_status: str, to_status: str, reason: str, actor: str) -> None:
     InstanceEvent.objects.create(
         instance=instance,
@@ -87,6 +120,7 @@ def _transition(instance: Instance, *, to_status: str, reason: str, actor: str) 
     if not moved:
         return False
     instance.status = to_status
+    registry_changed()
     _record(
         instance,
         kind=EventKind.STATUS_CHANGED,
@@ -184,6 +218,7 @@ def instance_register(
             change = health.on_sign_of_life(instance.status, "re-registered")
             if change:
                 _transition(instance, to_status=change.to_status, reason=change.reason, actor=actor)
+        registry_changed()
         instance.new_token = None
         if created or rotate_token or not instance.token_hash:
             instance.new_token = _issue_token(instance)
@@ -238,6 +273,8 @@ def instance_update(
             fields.append("metadata")
         if fields:
             instance.save(update_fields=fields)
+            if weight is not None:
+                registry_changed()
         if status is not None and status != instance.status:
             _transition(instance, to_status=status, reason=f"set to {status} by {actor}", actor=actor)
         if fields or status is not None:
@@ -261,6 +298,7 @@ def instance_deregister(*, instance_id: Any, actor: str = "api") -> None:
             actor=actor,
         )
         instance.delete()
+        registry_changed()
         publish_cluster_update()
 
 
@@ -321,8 +359,20 @@ def _strategy_for(name: str) -> Any:
         raise invalid("strategy", str(exc)) from exc
 
 
+# The weighted pick's period lives in the cache as (version, length) plus chunks of packed ids; it is
+# also dropped after this many seconds, which bounds how long a change made behind the services' back
+# (SQL straight into the table, a missed version bump) can go unseen.
+WEIGHTED_PERIOD_KEY = "lb:swrr"
+WEIGHTED_PERIOD_TTL = 60
+WEIGHTED_CHUNK = 512
+
+
 def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> tuple[Instance, str]:
-    """Pick one active instance with ``strategy`` (default: the cluster's), skipping ``exclude``."""
+    """Pick one active instance with ``strategy`` (default: the cluster's), skipping ``exclude``.
+
+    The built-in strategies pick in SQL with bounded work (one row leaves the database); a custom
+    strategy gets the full candidate list, as its ``select_instance(self, instances)`` contract says.
+    """
     name = strategy or cluster_config_get()["load_balance_strategy"]
     picker = _strategy_for(name)
     excluded = []
@@ -331,18 +381,100 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
             excluded.append(parse_instance_id(item))
         except NotFound as exc:
             raise invalid("exclude", f"{item!s:.80} is not an instance id.") from exc
-    candidates = list(
-        Instance.objects.filter(status=InstanceStatus.ACTIVE).exclude(pk__in=excluded).order_by("registered_at", "id")
-    )
-    if not candidates:
+    if type(picker) is RoundRobinStrategy:
+        chosen = active_instance_at(ordinal=picker.next_ordinal(), exclude=excluded)
+    elif type(picker) is RandomStrategy:
+        chosen = active_instance_at(ordinal=picker.random_ordinal(), exclude=excluded)
+    elif type(picker) is LeastConnectionsStrategy:
+        chosen = least_loaded_instance(exclude=excluded)
+    elif type(picker) is WeightedStrategy:
+        chosen = _weighted_pick(picker, excluded)
+    else:
+        candidates = list(active_instances(exclude=excluded))
+        chosen = picker.select_instance(candidates) if candidates else None
+        if chosen is not None and (not isinstance(chosen, Instance) or all(chosen.pk != c.pk for c in candidates)):
+            raise TypeError(f"strategy {name!r} returned {chosen!r}, which is not one of the candidates")
+    if chosen is None:
         raise NoHealthyInstance(details={"excluded": [str(pk) for pk in excluded]})
-    chosen = picker.select_instance(candidates)
-    if not isinstance(chosen, Instance) or all(chosen.pk != c.pk for c in candidates):
-        raise TypeError(f"strategy {name!r} returned {chosen!r}, which is not one of the candidates")
     if name == "least_connections":
         Instance.objects.filter(pk=chosen.pk).update(picks_since_heartbeat=F("picks_since_heartbeat") + 1)
         chosen.picks_since_heartbeat += 1
     return chosen, name
+
+
+def _weighted_period(picker: WeightedStrategy, *, rebuild: bool = False) -> tuple[str, int] | None:
+    """(key prefix, period length) of the current registry version's smooth-WRR period, built if needed.
+
+    Cached: ``lb:swrr`` -> (version, prefix, length); ``prefix:N`` -> chunk N of the period (packed
+    16-byte ids); ``prefix:candidates`` -> (packed ids, weights) in registration order, for ``?exclude=``.
+    """
+    version = cache.get(REGISTRY_VERSION_KEY, 0)
+    meta = None if rebuild else cache.get(WEIGHTED_PERIOD_KEY)
+    if meta is not None and meta[0] == version:
+        return meta[1], meta[2]
+    rows = active_weights()
+    if not rows:
+        return None
+    ids = [pk for pk, _ in rows]
+    weights = [weight for _, weight in rows]
+    sequence = picker.sequence(weights)
+    prefix = f"{WEIGHTED_PERIOD_KEY}:{version}:{uuid4().hex[:8]}"
+    entries: dict[str, Any] = {
+        f"{prefix}:{start // WEIGHTED_CHUNK}": b"".join(ids[i].bytes for i in sequence[start : start + WEIGHTED_CHUNK])
+        for start in range(0, len(sequence), WEIGHTED_CHUNK)
+    }
+    entries[f"{prefix}:candidates"] = (b"".join(pk.bytes for pk in ids), weights)
+    cache.set_many(entries, timeout=WEIGHTED_PERIOD_TTL + 5)
+    cache.set(WEIGHTED_PERIOD_KEY, (version, prefix, len(sequence)), timeout=WEIGHTED_PERIOD_TTL)
+    return prefix, len(sequence)
+
+
+def _weighted_slot(picker: WeightedStrategy, prefix: str, ordinal: int, length: int, excluded: set[UUID]) -> Any:
+    """The id at this ordinal; ``False`` when the cache lost part of the period (rebuild), None if all are excluded.
+
+    Without exclusions: one chunk read. With ``?exclude=``: smooth WRR over the remaining candidates (as
+    before this was cached): O(candidates), but from the cache, and only on that failover path.
+    """
+    if not excluded:
+        position = rotation_index(ordinal, length)
+        chunk = cache.get(f"{prefix}:{position // WEIGHTED_CHUNK}")
+        if chunk is None:
+            return False
+        offset = (position % WEIGHTED_CHUNK) * 16
+        return UUID(bytes=chunk[offset : offset + 16])
+    candidates = cache.get(f"{prefix}:candidates")
+    if candidates is None:
+        return False
+    packed, weights = candidates
+    ids = [UUID(bytes=packed[i : i + 16]) for i in range(0, len(packed), 16)]
+    keep = [i for i, pk in enumerate(ids) if pk not in excluded]
+    if not keep:
+        return None
+    sequence = picker.sequence([weights[i] for i in keep])
+    return ids[keep[sequence[rotation_index(ordinal, len(sequence))]]]
+
+
+def _weighted_pick(picker: WeightedStrategy, excluded: list[UUID]) -> Instance | None:
+    """Smooth weighted round robin from the cached period: INCR + one chunk read + one row by primary key.
+
+    The period (ids in nginx's smooth order) is rebuilt when the registry version moved, when it expired
+    (WEIGHTED_PERIOD_TTL) or was evicted, or when the slot names an instance that is no longer active.
+    """
+    ordinal = picker.next_ordinal()
+    for attempt in range(2):
+        period = _weighted_period(picker, rebuild=attempt > 0)
+        if period is None:
+            return None
+        prefix, length = period
+        instance_id = _weighted_slot(picker, prefix, ordinal, length, set(excluded))
+        if instance_id is None:
+            return None
+        if instance_id is False:
+            continue
+        chosen = active_instance(instance_id=instance_id)
+        if chosen is not None:
+            return chosen
+    return None
 
 
 def instances_check_health(

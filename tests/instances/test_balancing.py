@@ -5,6 +5,8 @@ from collections import Counter as Tally
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from instances.balancing import (
     LeastConnectionsStrategy,
@@ -13,7 +15,9 @@ from instances.balancing import (
     RoundRobinStrategy,
     UnknownStrategy,
     WeightedStrategy,
+    bounded_weights,
     get_strategy,
+    rotation_index,
     smooth_weighted_sequence,
 )
 
@@ -169,3 +173,57 @@ def test_unknown_strategy_lists_the_valid_names():
 def test_custom_strategy_with_a_bad_path_is_a_clear_error():
     with pytest.raises(UnknownStrategy, match="cannot load"):
         get_strategy("broken", counter=FakeCounter(), custom={"broken": "no.such.module.Strategy"})
+
+
+def reference_smooth_weighted(weights):
+    """nginx's smooth WRR step by step over every candidate (the O(n) per step definition)."""
+    divisor = __import__("math").gcd(*weights)
+    reduced = [w // divisor for w in weights]
+    total = sum(reduced)
+    current = [0] * len(reduced)
+    out = []
+    for _ in range(total):
+        for i, w in enumerate(reduced):
+            current[i] += w
+        best = max(range(len(current)), key=current.__getitem__)
+        current[best] -= total
+        out.append(best)
+    return tuple(out)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=12))
+def test_weighted_sequence_is_exactly_nginx(weights):
+    # The service computes one period per registry version with equal weights stepped as a class.
+    assert smooth_weighted_sequence(tuple(weights)) == reference_smooth_weighted(weights)
+
+
+def test_weighted_sequence_of_10000_instances_is_cheap():
+    weights = tuple(1 + i % 5 for i in range(10_000))
+    sequence = smooth_weighted_sequence(weights)
+    assert len(sequence) == sum(weights)
+    assert Tally(sequence) == {i: w for i, w in enumerate(weights)}
+
+
+def test_bounded_weights_keeps_small_periods_exact():
+    assert bounded_weights((10, 2, 2)) == (5, 1, 1)
+    assert bounded_weights((1000, 999, 1)) == (1000, 999, 1)
+
+
+def test_bounded_weights_scales_a_huge_period_down():
+    weights = list(range(1, 1001)) * 3  # 3,000 candidates, 1,000 distinct weights: Σw = 1,501,500
+    bounded = bounded_weights(weights, max_work=2_000_000)
+    assert sum(bounded) * len(set(bounded)) <= 2_000_000
+    assert min(bounded) >= 1 and len(bounded) == len(weights)
+    # The order of the weights survives, and the heavy ones keep their proportions within rounding.
+    assert bounded[999] > bounded[499] > bounded[99] > bounded[0] == 1
+    assert abs(bounded[999] / bounded[499] - 1000 / 500) < 0.1
+
+
+def test_rotation_index():
+    assert [rotation_index(k, 3) for k in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_weighted_strategy_with_many_candidates_is_fast():
+    nodes = [Node(str(i), 1 + i % 5) for i in range(10_000)]
+    strategy = WeightedStrategy(counter=FakeCounter())
+    assert picks(strategy, nodes, 3) == ["4", "9", "14"]

@@ -1,0 +1,172 @@
+"""Picks stay bounded as the registry grows: the built-in strategies choose in SQL, one row comes back."""
+
+import uuid
+from collections import Counter as Tally
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from instances import services
+from instances.models import Instance
+from seedproject.errors import NoHealthyInstance
+
+pytestmark = pytest.mark.django_db
+
+STRATEGIES = ["round_robin", "random", "least_connections", "weighted"]
+
+
+def bulk_instances(n, weights=(1,), connections=lambda i: 0):
+    """``n`` active instances registered one millisecond apart, straight into the table (then announced)."""
+    start = timezone.now() - timedelta(hours=1)
+    rows = [
+        Instance(
+            id=uuid.uuid4(),
+            host="10.0.0.1",
+            port=1000 + i,
+            weight=weights[i % len(weights)],
+            connections=connections(i),
+            registered_at=start + timedelta(milliseconds=i),
+        )
+        for i in range(n)
+    ]
+    Instance.objects.bulk_create(rows)
+    # auto_now_add overrides registered_at on create: set the intended order explicitly.
+    for row in rows:
+        Instance.objects.filter(pk=row.pk).update(registered_at=row.registered_at)
+    services.registry_changed()
+    return rows
+
+
+def selects_of_instances(queries):
+    sqls = [q["sql"] for q in queries]
+    return [sql for sql in sqls if sql.lstrip().upper().startswith("SELECT") and "instances_instance" in sql]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_pick_among_200_never_reads_them_all(strategy):
+    bulk_instances(200, weights=(1, 2, 3))
+    services.instance_select(strategy=strategy)  # warm: the weighted period is built once per registry version
+    for _ in range(5):
+        with CaptureQueriesContext(connection) as captured:
+            chosen, name = services.instance_select(strategy=strategy)
+        assert name == strategy and chosen.status == "active"
+        assert len(captured.captured_queries) <= 2, captured.captured_queries
+        selects = selects_of_instances(captured.captured_queries)
+        assert selects, "a pick reads its instance from the database"
+        # The old path was `SELECT … WHERE status = 'active' ORDER BY …` with no LIMIT: 200 rows per pick.
+        for sql in selects:
+            assert "LIMIT" in sql.upper(), sql
+
+
+def test_round_robin_over_30_picks_is_exactly_even_and_in_order(make_instance):
+    ids = [make_instance(9001 + i).pk for i in range(3)]
+    chosen = [services.instance_select(strategy="round_robin")[0].pk for _ in range(30)]
+    assert chosen == ids * 10
+
+
+def test_round_robin_with_exclude_rotates_over_the_rest(make_instance):
+    a, b, c = (make_instance(9001 + i).pk for i in range(3))
+    chosen = [services.instance_select(strategy="round_robin", exclude=[str(b)])[0].pk for _ in range(6)]
+    assert Tally(chosen) == {a: 3, c: 3}
+    with pytest.raises(NoHealthyInstance):
+        services.instance_select(strategy="round_robin", exclude=[a, b, c])
+
+
+def test_round_robin_among_200_visits_each_once_per_lap():
+    rows = bulk_instances(200)
+    chosen = [services.instance_select(strategy="round_robin")[0].pk for _ in range(400)]
+    assert chosen == [row.pk for row in rows] * 2
+
+
+def test_random_covers_the_candidates_and_honours_exclude(make_instance):
+    a, b, c = (make_instance(9001 + i).pk for i in range(3))
+    tally = Tally(services.instance_select(strategy="random", exclude=[c])[0].pk for _ in range(300))
+    assert set(tally) == {a, b}
+    assert all(100 < count < 200 for count in tally.values())
+
+
+def test_least_connections_in_sql_picks_the_least_loaded_then_spreads():
+    rows = bulk_instances(200, connections=lambda i: 5 if i != 150 else 3)
+    chosen = [services.instance_select(strategy="least_connections")[0].pk for _ in range(3)]
+    # 150 has load 3, 4, then 5 ties with everyone: the earliest registered (row 0) wins the tie.
+    assert chosen == [rows[150].pk, rows[150].pk, rows[0].pk]
+    assert Instance.objects.get(pk=rows[150].pk).picks_since_heartbeat == 2
+
+
+def test_weighted_sequence_through_the_service(make_instance):
+    a, b, c = (make_instance(9001 + i, weight=w).pk for i, w in enumerate((5, 1, 1)))
+    chosen = [services.instance_select(strategy="weighted")[0].pk for _ in range(14)]
+    assert chosen == [a, a, b, a, c, a, a] * 2
+
+
+@pytest.mark.parametrize("weights", [(5, 1, 1), (7, 3, 1, 1), (2, 3, 5, 7)])
+def test_weighted_proportions_hold_at_every_prefix(weights):
+    rows = bulk_instances(len(weights) * 10, weights=weights)
+    total = sum(row.weight for row in rows)
+    tally = Tally()
+    for n in range(1, 2 * total + 1):
+        tally[services.instance_select(strategy="weighted")[0].pk] += 1
+        if n % 7 == 0 or n == 2 * total:
+            for row in rows:
+                assert abs(tally[row.pk] - n * row.weight / total) <= 1, (n, row.weight, tally[row.pk])
+
+
+def test_weighted_follows_a_weight_change(make_instance):
+    a, b = make_instance(9001, weight=1).pk, make_instance(9002, weight=1).pk
+    assert [services.instance_select(strategy="weighted")[0].pk for _ in range(4)] == [a, b, a, b]
+    services.instance_update(instance_id=b, weight=3)
+    tally = Tally(services.instance_select(strategy="weighted")[0].pk for _ in range(8))
+    assert tally == {a: 2, b: 6}
+
+
+def test_weighted_follows_status_changes_and_deregistration(make_instance):
+    a, b, c = (make_instance(9001 + i).pk for i in range(3))
+    services.instance_update(instance_id=b, status="draining")
+    assert set(services.instance_select(strategy="weighted")[0].pk for _ in range(6)) == {a, c}
+    services.instance_deregister(instance_id=a)
+    assert set(services.instance_select(strategy="weighted")[0].pk for _ in range(6)) == {c}
+    services.instance_update(instance_id=b, status="active")
+    assert set(services.instance_select(strategy="weighted")[0].pk for _ in range(6)) == {b, c}
+
+
+def test_weighted_heals_a_change_made_behind_its_back(make_instance):
+    a, b = make_instance(9001).pk, make_instance(9002).pk
+    services.instance_select(strategy="weighted")
+    Instance.objects.filter(pk=a).update(status="disabled")  # no version bump
+    assert {services.instance_select(strategy="weighted")[0].pk for _ in range(4)} == {b}
+
+
+def test_weighted_exclude_is_smooth_wrr_over_the_rest(make_instance):
+    a, b, c, d = (make_instance(9001 + i, weight=w).pk for i, w in enumerate((5, 1, 2, 1)))
+    chosen = [services.instance_select(strategy="weighted", exclude=[a])[0].pk for _ in range(8)]
+    # As before the period was cached: nginx's sequence over b, c, d (1, 2, 1), not a's slots handed on.
+    assert chosen == [c, b, d, c] * 2
+    with pytest.raises(NoHealthyInstance):
+        services.instance_select(strategy="weighted", exclude=[a, b, c, d])
+
+
+def test_weighted_exclude_among_many():
+    rows = bulk_instances(services.WEIGHTED_CHUNK + 10)
+    excluded = [row.pk for row in rows[1:-1]]
+    chosen = [services.instance_select(strategy="weighted", exclude=excluded)[0].pk for _ in range(4)]
+    assert chosen == [rows[0].pk, rows[-1].pk] * 2
+
+
+class LastStrategy:
+    """A custom strategy: it gets the full candidate list (its contract) and picks the last."""
+
+    seen = 0
+
+    def select_instance(self, instances):
+        LastStrategy.seen = len(instances)
+        return instances[-1]
+
+
+def test_custom_strategy_still_gets_every_candidate(make_instance, settings):
+    settings.SEED_CUSTOM_STRATEGIES = {"last": f"{__name__}.LastStrategy"}
+    ids = [make_instance(9001 + i).pk for i in range(4)]
+    chosen, name = services.instance_select(strategy="last", exclude=[ids[3]])
+    assert (chosen.pk, name, LastStrategy.seen) == (ids[2], "last", 3)
