@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -340,16 +340,45 @@ def instance_heartbeat(
     for name, value in (("cpu_usage", cpu_usage), ("memory_usage", memory_usage), ("connections", connections)):
         if value is not None:
             fields[name] = value
-    # The hottest write: one UPDATE by primary key, one read back; no transaction unless it recovers.
-    if not Instance.objects.filter(pk=pk).update(**fields):
+    # The hottest write: one UPDATE … RETURNING by primary key; a transaction only when it recovers.
+    instance = _heartbeat_update(pk, fields)
+    if instance is None:
         raise NotFound(f"Instance {pk} not found.", details={"instance_id": str(pk)})
-    instance = Instance.objects.get(pk=pk)
     change = health.on_sign_of_life(instance.status, "heartbeat")
     if change:
         with transaction.atomic():
             if _transition(instance, to_status=change.to_status, reason=change.reason, actor=EventActor.HEARTBEAT):
                 publish_cluster_update()
     return instance
+
+
+def _heartbeat_update(pk: Any, fields: dict[str, Any]) -> Instance | None:
+    """``UPDATE … SET fields WHERE id = pk RETURNING *`` as an Instance (None: no such row).
+
+    One statement where the database can return rows from a write (PostgreSQL, SQLite ≥ 3.35); the
+    UPDATE and a read back elsewhere. ``QuerySet.update`` cannot return the row, hence the raw SQL,
+    built from the model's own field definitions (column names, value preparation).
+    """
+    if not connection.features.can_return_columns_from_insert:
+        if not Instance.objects.filter(pk=pk).update(**fields):
+            return None
+        return Instance.objects.filter(pk=pk).first()
+    meta, quote = Instance._meta, connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in fields.items():
+        field = meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    params.append(meta.pk.get_db_prep_value(pk, connection))
+    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    # Only quoted names from the model's metadata go into the text; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+        f"WHERE {quote(meta.pk.column)} = %s RETURNING {columns}"
+    )
+    # list(): step the statement to its end, so the write is complete before we go on.
+    rows = list(Instance.objects.raw(sql, params))
+    return rows[0] if rows else None
 
 
 def _strategy_for(name: str) -> Any:

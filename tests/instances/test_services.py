@@ -114,10 +114,17 @@ def test_operator_statuses_are_not_probed_or_changed(closed_port, make_instance,
     assert instance.status == status
 
 
-def test_heartbeat_is_two_queries(make_instance, django_assert_num_queries):
+def test_heartbeat_is_one_statement(make_instance, django_assert_num_queries):
+    # Was two (UPDATE, then a SELECT to read the row back); now one UPDATE … RETURNING.
     instance = make_instance(9001)
-    with django_assert_num_queries(2):
-        services.instance_heartbeat(instance_id=instance.pk, cpu_usage=1.0, memory_usage=2.0, connections=3)
+    with django_assert_num_queries(1) as captured:
+        beat = services.instance_heartbeat(instance_id=instance.pk, cpu_usage=1.0, memory_usage=2.0, connections=3)
+    assert captured.captured_queries[0]["sql"].startswith("UPDATE")
+    assert (beat.pk, beat.host, beat.port, beat.status) == (instance.pk, "127.0.0.1", 9001, "active")
+    assert (beat.cpu_usage, beat.memory_usage, beat.connections, beat.picks_since_heartbeat) == (1.0, 2.0, 3, 0)
+    assert beat.metadata == {} and beat.last_heartbeat > instance.last_heartbeat
+    instance.refresh_from_db()
+    assert (instance.cpu_usage, instance.connections, instance.last_heartbeat) == (1.0, 3, beat.last_heartbeat)
 
 
 def test_heartbeat_resets_picks(make_instance):
