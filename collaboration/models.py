@@ -108,7 +108,9 @@ class Message(models.Model):
     """One message in a receiver's queue; its status records where it is in its life."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    sender = models.ForeignKey(Employee, on_delete=models.PROTECT, related_name="sent_messages")
+    # No FK indexes of their own (every index costs each insert and each status change, which the TTL sweep
+    # makes in bulk): collab_msg_sender starts with sender; conversation/post get partial indexes below.
+    sender = models.ForeignKey(Employee, on_delete=models.PROTECT, related_name="sent_messages", db_index=False)
     # No separate FK index: the composite dequeue index below starts with receiver and serves it.
     receiver = models.ForeignKey(Employee, on_delete=models.PROTECT, related_name="received_messages", db_index=False)
     message_type = models.CharField(max_length=64)
@@ -123,10 +125,10 @@ class Message(models.Model):
     # NULL = "not given" (distinct from ""), and the partial unique index on client ids relies on NULL.
     correlation_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.PROTECT, null=True, blank=True, related_name="messages"
+        Conversation, on_delete=models.PROTECT, null=True, blank=True, related_name="messages", db_index=False
     )
     post = models.ForeignKey(
-        ConversationPost, on_delete=models.PROTECT, null=True, blank=True, related_name="deliveries"
+        ConversationPost, on_delete=models.PROTECT, null=True, blank=True, related_name="deliveries", db_index=False
     )
     client_message_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
 
@@ -140,6 +142,11 @@ class Message(models.Model):
             # Lease reclaim: status = leased AND lease_expires_at <= now.
             models.Index(fields=["status", "lease_expires_at"], name="collab_msg_lease"),
             models.Index(fields=["sender", "created_at"], name="collab_msg_sender"),
+            # Only conversation deliveries carry these: partial, so direct messages never touch them.
+            models.Index(
+                fields=["conversation"], name="collab_msg_conversation", condition=Q(conversation__isnull=False)
+            ),
+            models.Index(fields=["post"], name="collab_msg_post", condition=Q(post__isnull=False)),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, Q, Subquery
 from django.utils import timezone
 
 from collaboration import queue
@@ -19,7 +19,7 @@ from collaboration.choices import EmployeeStatus, MessageStatus
 from collaboration.events import publish_employee_update, publish_message
 from collaboration.models import Connection, Conversation, ConversationParticipant, ConversationPost, Employee, Message
 from collaboration.protocol import MessageType
-from collaboration.selectors import connection_exists, conversation_get, employee_get
+from collaboration.selectors import conversation_get, employee_get
 from instances.balancing import UnknownStrategy, get_strategy
 from instances.counters import counter
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
@@ -243,18 +243,60 @@ def _lock_receivers(receiver_ids: Iterable[str], max_size: int) -> None:
     """
     ids = sorted(set(receiver_ids))
     list(Employee.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    _check_room(ids, max_size)
+
+
+def _check_room(receiver_ids: list[str], max_size: int) -> None:
+    """429 unless every (already locked) receiver has room: one indexed COUNT of live messages.
+
+    Counted after the lock, in a statement of its own: under READ COMMITTED that statement sees every
+    message a sender that held the lock before us committed, so the bound stays strict.
+    """
     bound = queue.QueueLimits(max_size=max_size)
     now = timezone.now()
-    counts = dict(
-        Message.objects.filter(receiver_id__in=ids, status__in=LIVE, expires_at__gt=now)
-        .order_by()
-        .values_list("receiver_id")
-        .annotate(n=Count("pk"))
-        .values_list("receiver_id", "n")
-    )
-    full = [rid for rid in ids if not queue.has_room(counts.get(rid, 0), bound)]
+    if len(receiver_ids) == 1:
+        [rid] = receiver_ids
+        live = Message.objects.filter(receiver_id=rid, status__in=LIVE, expires_at__gt=now)
+        counts = {rid: live.order_by()[: max_size + 1].count()}  # stops counting once the queue is known to be full
+    else:
+        counts = dict(
+            Message.objects.filter(receiver_id__in=receiver_ids, status__in=LIVE, expires_at__gt=now)
+            .order_by()
+            .values_list("receiver_id")
+            .annotate(n=Count("pk"))
+            .values_list("receiver_id", "n")
+        )
+    full = [rid for rid in receiver_ids if not queue.has_room(counts.get(rid, 0), bound)]
     if full:
         raise QueueFull(details={"receiver_ids": full, "max_size": max_size})
+
+
+def _lock_receiver_for_send(sender_id: str, receiver_id: str):
+    """One statement: lock the receiver's row and learn whether the sender exists and the two are connected.
+
+    Returns the sender's last_seen. Raises 404 (sender first, as before) or 409 not_connected.
+    """
+    low, high = sorted((sender_id, receiver_id))
+    row = (
+        Employee.objects.select_for_update()
+        .filter(pk=receiver_id)
+        .annotate(
+            sender_seen=Subquery(Employee.objects.filter(pk=sender_id).order_by().values("last_seen")[:1]),
+            connected=Exists(Connection.objects.filter(employee_a_id=low, employee_b_id=high)),
+        )
+        .values_list("sender_seen", "connected")
+        .first()
+    )
+    if row is None or row[0] is None:
+        employee_get(employee_id=sender_id)  # the error path only: 404 names the sender if it is the one missing
+        employee_get(employee_id=receiver_id)
+    sender_seen, connected = row
+    if not connected:
+        raise NotConnected(
+            f"Employees are not connected (员工未连接): {sender_id!r} -> {receiver_id!r}.",
+            details={"sender_id": sender_id, "receiver_id": receiver_id},
+        )
+    return sender_seen
 
 
 def message_send(
@@ -284,18 +326,13 @@ def message_send(
     if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
         return existing, False  # checked before routing: a retried role send must not pick a second receiver
     receiver_id = message_route(sender_id=sender_id, receiver_id=receiver_id, routing=routing)
+    bound = max_size or rules.max_size
     try:
         with transaction.atomic():
-            employee_get(employee_id=sender_id)
-            employee_get(employee_id=receiver_id)
-            if not connection_exists(employee_id=sender_id, target_employee_id=receiver_id):
-                raise NotConnected(
-                    f"Employees are not connected (员工未连接): {sender_id!r} -> {receiver_id!r}.",
-                    details={"sender_id": sender_id, "receiver_id": receiver_id},
-                )
+            sender_last_seen = _lock_receiver_for_send(sender_id, receiver_id)
             if conversation_id is not None:
                 _require_members(conversation_id, [sender_id, receiver_id])
-            _lock_receivers([receiver_id], max_size or rules.max_size)
+            _check_room([receiver_id], bound)
             now = timezone.now()
             message = Message.objects.create(
                 sender_id=sender_id,
@@ -310,7 +347,6 @@ def message_send(
                 conversation_id=conversation_id,
                 client_message_id=message_id,
             )
-            employee_touch(employee_id=sender_id)
             publish_message(message)
             publish_employee_update(receiver_id)
             publish_employee_update(sender_id)
@@ -319,6 +355,10 @@ def message_send(
         if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
             return existing, False
         raise
+    if sender_last_seen < now - LAST_SEEN_RESOLUTION:
+        # After commit, in its own statement: no second row lock inside the send transaction (two senders
+        # writing to each other could otherwise deadlock on the touch), and usually skipped entirely.
+        employee_touch(employee_id=sender_id)
     return message, True
 
 
@@ -352,28 +392,40 @@ def _reclaim(filters: Q, now, rules: queue.QueueLimits) -> dict[str, int]:
     return {"expired": expired, "requeued": requeued, "dead": dead}
 
 
+def _reclaim_due(receiver_id: str, now) -> bool:
+    """Whether the receiver has anything to reclaim: a live message past its TTL or a run-out lease.
+
+    One indexed EXISTS (usually false) instead of three UPDATEs on every receive.
+    """
+    due = Q(status__in=LIVE, expires_at__lte=now) | Q(status=MessageStatus.LEASED, lease_expires_at__lte=now)
+    return Message.objects.filter(due, receiver_id=receiver_id).exists()
+
+
 def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
     with transaction.atomic():
         now = timezone.now()
-        _reclaim(Q(receiver_id=receiver_id), now, rules)
-        # _reclaim just expired everything past its TTL (same `now`, same transaction), so no expires_at
-        # filter is needed: equality on (receiver, status) + ORDER BY matches the dequeue index exactly.
-        ids = list(
-            Message.objects.select_for_update(**_skip_locked())
-            .filter(receiver_id=receiver_id, status=MessageStatus.QUEUED)
-            .order_by("-priority", "created_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        if not ids:
+        if _reclaim_due(receiver_id, now):
+            _reclaim(Q(receiver_id=receiver_id), now, rules)
+        # Everything past its TTL is expired now (same `now`, same transaction), so no expires_at filter
+        # is needed: equality on (receiver, status) + ORDER BY matches the dequeue index exactly.
+        leased = list(
+            Message.objects.select_for_update(**_skip_locked()).filter(
+                receiver_id=receiver_id, status=MessageStatus.QUEUED
+            )[:limit]
+        )  # the model's ordering: -priority, created_at
+        if not leased:
             return []
-        Message.objects.filter(pk__in=ids).update(
+        lease_until = queue.lease_expiry(now, rules)
+        Message.objects.filter(pk__in=[m.pk for m in leased]).update(
             status=MessageStatus.LEASED,
-            lease_expires_at=queue.lease_expiry(now, rules),
+            lease_expires_at=lease_until,
             delivery_count=F("delivery_count") + 1,
         )
-        employee_touch(employee_id=receiver_id)
+        for message in leased:  # what the UPDATE wrote (the rows are locked): no read-back
+            message.status = MessageStatus.LEASED
+            message.lease_expires_at = lease_until
+            message.delivery_count += 1
         publish_employee_update(receiver_id)
-        leased = list(Message.objects.filter(pk__in=ids))
     return sorted(leased, key=lambda m: queue.ordering_key(m.priority, m.created_at))
 
 
@@ -385,14 +437,14 @@ def messages_receive(*, employee_id: str, limit: int = 10, wait: float = 0) -> l
     """
     rules = limits()
     wait = queue.check_wait(wait, rules)
-    employee_get(employee_id=employee_id)
+    employee = employee_get(employee_id=employee_id)
     deadline = time.monotonic() + wait
     while True:
         leased = _lease_batch(employee_id, limit, rules)
         remaining = deadline - time.monotonic()
         if leased or remaining <= 0:
-            if not leased:
-                employee_touch(employee_id=employee_id)
+            if employee.last_seen < timezone.now() - LAST_SEEN_RESOLUTION:
+                employee_touch(employee_id=employee_id)  # after the lease committed; usually skipped
             return leased
         time.sleep(min(RECEIVE_POLL_SECONDS, remaining))
 
@@ -402,30 +454,35 @@ def messages_ack(*, employee_id: str, ids: list[Any]) -> list[Message]:
     """Acknowledge the receiver's leased messages in one UPDATE; already acked ones are fine (idempotent).
 
     Unknown ids (or another receiver's) -> 404; a message that is not leased any more (its lease ran
-    out and it went back to the queue, or it expired or died) -> 409, and nothing is acked.
+    out and it went back to the queue, or it expired or died) -> 409, and nothing is acked (the
+    transaction rolls the UPDATE back). One UPDATE, then one read of the rows (with the receiver's
+    last_seen, so the touch is skipped unless stale).
     """
-    employee_get(employee_id=employee_id)
     wanted = list(dict.fromkeys(str(i) for i in ids))
-    rows = {
-        str(pk): status
-        for pk, status in Message.objects.select_for_update()
-        .filter(receiver_id=employee_id, pk__in=wanted)
-        .values_list("pk", "status")
-    }
-    missing = [i for i in wanted if i not in rows]
+    if not wanted:
+        employee_get(employee_id=employee_id)
+        return []
+    acked = Message.objects.filter(receiver_id=employee_id, pk__in=wanted, status=MessageStatus.LEASED).update(
+        status=MessageStatus.ACKED, lease_expires_at=None
+    )
+    rows = list(
+        Message.objects.filter(receiver_id=employee_id, pk__in=wanted)
+        .select_related("receiver")
+        .order_by("-priority", "created_at")
+    )
+    found = {str(m.pk): m for m in rows}
+    missing = [i for i in wanted if i not in found]
     if missing:
+        employee_get(employee_id=employee_id)  # an unknown employee is a 404 of its own
         raise NotFound("Message not found in this employee's inbox.", details={"ids": missing})
-    stuck = {i: s for i, s in rows.items() if s not in (MessageStatus.LEASED, MessageStatus.ACKED)}
+    stuck = {i: m.status for i, m in found.items() if m.status != MessageStatus.ACKED}
     if stuck:
         raise Conflict("Only leased messages can be acknowledged.", details={"statuses": stuck})
-    to_ack = [i for i, s in rows.items() if s == MessageStatus.LEASED]
-    if to_ack:
-        Message.objects.filter(pk__in=to_ack, status=MessageStatus.LEASED).update(
-            status=MessageStatus.ACKED, lease_expires_at=None
-        )
+    if acked:
         publish_employee_update(employee_id)
-    employee_touch(employee_id=employee_id)
-    return list(Message.objects.filter(pk__in=wanted).order_by("-priority", "created_at"))
+    if rows and rows[0].receiver.last_seen < timezone.now() - LAST_SEEN_RESOLUTION:
+        employee_touch(employee_id=employee_id)
+    return rows
 
 
 def message_ack(*, employee_id: str, message_id: Any) -> Message:
@@ -436,23 +493,76 @@ def message_ack(*, employee_id: str, message_id: Any) -> Message:
 # --- sweeps and operator actions -----------------------------------------------------------------
 
 
-def messages_expire() -> dict[str, int]:
-    """The beat sweep: one indexed UPDATE marks TTL-expired messages, then stale leases are reclaimed."""
+# Rows per sweep transaction: bounds each commit's lock set and WAL burst, so sends keep flowing meanwhile.
+EXPIRE_BATCH_SIZE = 5000
+# Receivers whose monitors hear about one sweep (as before: a bounded fan-out, not one event per row).
+EXPIRE_EVENT_RECEIVERS = 200
+
+
+def _sweep_batches(due: str, params: list[Any], assignments: str, set_params: list[Any], size: int) -> list[tuple]:
+    """Update the rows matching ``due`` ``size`` at a time, one statement (its own transaction) per batch.
+
+    PostgreSQL: ``UPDATE … WHERE ctid = ANY(ARRAY(SELECT ctid … WHERE due LIMIT size)) AND due``: a TID
+    scan of one bounded batch, no ids through Python, no separate lock pass (SELECT … FOR UPDATE writes
+    every row twice). ``due`` is repeated on the UPDATE so a row a receiver changed meanwhile is re-checked
+    on its newest version (READ COMMITTED) and skipped if it no longer qualifies. SQLite: the same with
+    ``id IN (…)``. Runs until a batch changes nothing; returns ``(receiver_id, status)`` of every change.
+    """
+    qn = connection.ops.quote_name
+    table = qn(Message._meta.db_table)
+    if connection.vendor == "postgresql":
+        pick = f"ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {due} LIMIT %s))"  # noqa: S608
+    else:
+        pick = f"{qn('id')} IN (SELECT {qn('id')} FROM {table} WHERE {due} LIMIT %s)"  # noqa: S608
+    # Identifiers quoted by the backend, every value a parameter.
+    sql = f"UPDATE {table} SET {assignments} WHERE {pick} AND {due} RETURNING {qn('receiver_id')}, {qn('status')}"  # noqa: S608
+    changed: list[tuple] = []
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*set_params, *params, size, *params])
+            rows = cursor.fetchall()
+        if not rows:
+            return changed
+        changed.extend(rows)
+
+
+def messages_expire(*, batch_size: int | None = None) -> dict[str, int]:
+    """The beat sweep: mark TTL-expired messages, then reclaim run-out leases; returns the counts.
+
+    Works in batches of ``batch_size`` rows (EXPIRE_BATCH_SIZE), each one UPDATE committed on its own
+    (see _sweep_batches), so a large backlog never holds one long transaction or slows senders while it
+    drains. TTL wins over a run-out lease (expiry runs first and the lease pass skips what is past its
+    TTL); expired stays a state (nothing is deleted). Monitors hear about each changed receiver once,
+    after its batch committed, at most EXPIRE_EVENT_RECEIVERS of them per sweep.
+    """
     rules = limits()
-    with transaction.atomic():
-        now = timezone.now()
-        touched = set(
-            Message.objects.filter(
-                Q(status__in=LIVE, expires_at__lte=now) | Q(status=MessageStatus.LEASED, lease_expires_at__lte=now)
-            )
-            .order_by()
-            .values_list("receiver_id", flat=True)
-            .distinct()[:200]
-        )
-        counts = _reclaim(Q(), now, rules)
-        for receiver_id in touched:
-            publish_employee_update(receiver_id)
-    return counts
+    size = batch_size or EXPIRE_BATCH_SIZE
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    qn = connection.ops.quote_name
+    status, expires, lease = qn("status"), qn("expires_at"), qn("lease_expires_at")
+    cleared = f"{lease} = NULL"
+    expired = _sweep_batches(
+        f"{status} IN (%s, %s) AND {expires} <= %s",
+        [MessageStatus.QUEUED.value, MessageStatus.LEASED.value, now],
+        f"{status} = %s, {cleared}",
+        [MessageStatus.EXPIRED.value],
+        size,
+    )
+    reclaimed = _sweep_batches(
+        f"{status} = %s AND {lease} <= %s AND {expires} > %s",
+        [MessageStatus.LEASED.value, now, now],
+        f"{status} = CASE WHEN {qn('delivery_count')} >= %s THEN %s ELSE %s END, {cleared}",
+        [rules.max_deliveries, MessageStatus.DEAD.value, MessageStatus.QUEUED.value],
+        size,
+    )
+    for receiver_id in list(dict.fromkeys(r[0] for r in expired + reclaimed))[:EXPIRE_EVENT_RECEIVERS]:
+        publish_employee_update(receiver_id)
+    new_statuses = [r[1] for r in reclaimed]
+    return {
+        "expired": len(expired),
+        "requeued": new_statuses.count(MessageStatus.QUEUED.value),
+        "dead": new_statuses.count(MessageStatus.DEAD.value),
+    }
 
 
 @transaction.atomic
