@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Avg, Count, F, Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 
 from instances.choices import InstanceStatus
 from instances.models import ClusterConfig, Instance, InstanceEvent
@@ -99,17 +100,21 @@ def active_instances(*, exclude: Iterable[uuid.UUID] = ()) -> QuerySet[Instance]
 def active_instance_at(*, ordinal: int, exclude: Iterable[uuid.UUID] = ()) -> Instance | None:
     """The candidate at position ``ordinal mod count`` (``balancing.rotation_index``), in one statement.
 
-    ``SELECT … ORDER BY registered_at, id LIMIT 1 OFFSET (ordinal % (SELECT COUNT(*) …))``: the count and
-    the fetch see the same snapshot, both walk the ``(status, registered_at, id)`` index, and no row but
-    the chosen one leaves the database. None when there is no candidate.
+    ``WHERE id = (SELECT id … ORDER BY registered_at, id LIMIT 1 OFFSET ordinal % (SELECT COUNT(*) …))``:
+    the count and the position are read from the ``(status, registered_at, id)`` index (the inner
+    query needs only ids, so the offset walks index entries, not table rows), the count and the fetch
+    see the same snapshot, and one row leaves the database. None when there is no candidate.
     """
     rows = active_instances(exclude=exclude)
-    select_sql, select_params = rows.query.sql_with_params()
-    count = rows.order_by().values("status").annotate(n=Count("pk")).values("n")
-    count_sql, count_params = count.query.sql_with_params()
-    sql = f"{select_sql} LIMIT 1 OFFSET COALESCE(%s %% NULLIF(({count_sql}), 0), 0)"
-    found = list(Instance.objects.raw(sql, (*select_params, ordinal, *count_params)))
-    return found[0] if found else None
+    ids_sql, ids_params = rows.values("pk").query.sql_with_params()
+    count_sql, count_params = rows.order_by().values("pk").query.sql_with_params()
+    count_sql = f"SELECT COUNT(*) FROM ({count_sql}) AS candidates"  # noqa: S608 (compiled by Django)
+    # Only SQL that Django compiled from the querysets above goes into the text; every value is a parameter.
+    pick = RawSQL(  # noqa: S611
+        f"{ids_sql} LIMIT 1 OFFSET COALESCE(%s %% NULLIF(({count_sql}), 0), 0)",
+        (*ids_params, ordinal, *count_params),
+    )
+    return Instance.objects.filter(pk=pick).order_by().first()
 
 
 def least_loaded_instance(*, exclude: Iterable[uuid.UUID] = ()) -> Instance | None:
