@@ -8,6 +8,8 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
 
+from seedproject.counters import counter
+
 GROUP_PREFIX = "employee."
 _MAX_GROUP = 99  # channel layers refuse group names of 100 characters or more
 
@@ -22,13 +24,7 @@ def employee_group(employee_id: str) -> str:
 
 def next_seq(employee_id: str) -> int:
     """The next sequence number of an employee's event stream (shared by every server through the cache)."""
-    key = f"seq:{employee_group(employee_id)}"
-    cache.add(key, 0, timeout=None)
-    try:
-        return cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=None)
-        return 1
+    return counter.incr(f"seq:{employee_group(employee_id)}")
 
 
 def current_seq(employee_id: str) -> int:

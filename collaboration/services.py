@@ -21,8 +21,8 @@ from collaboration.models import Connection, Conversation, ConversationParticipa
 from collaboration.protocol import MessageType
 from collaboration.selectors import conversation_get, employee_get
 from instances.balancing import UnknownStrategy, get_strategy
-from instances.counters import counter
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
+from seedproject.counters import counter
 from seedproject.errors import Conflict, DomainError, Forbidden, NotConnected, NotFound, QueueFull, invalid
 from seedproject.security import token_hash, token_issue
 

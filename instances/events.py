@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from instances import selectors
-from instances.counters import counter
+from seedproject.counters import counter
 
 logger = logging.getLogger(__name__)
 

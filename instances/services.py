@@ -27,7 +27,6 @@ from instances.balancing import (
     rotation_index,
 )
 from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind, InstanceStatus
-from instances.counters import counter
 from instances.events import publish_cluster_update
 from instances.models import ClusterConfig, Instance, InstanceEvent
 from instances.selectors import (
@@ -41,6 +40,7 @@ from instances.selectors import (
     parse_instance_id,
 )
 from seedproject.auth import INSTANCE_TOKEN_PREFIX
+from seedproject.counters import counter
 from seedproject.errors import InstanceUnreachable, NoHealthyInstance, NotFound, invalid
 from seedproject.security import token_hash, token_issue
 

@@ -16,12 +16,12 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
+from seedproject.counters import counter
 from seedproject.security import is_loopback, parse_bearer, token_hash, token_matches
 
 # Prefixes tell an operator what a leaked token opens; they are not secrets.
@@ -148,13 +148,7 @@ class PrincipalRateThrottle(BaseThrottle):
         principal = request_principal(request)
         ident = principal.key if principal and principal.key else self.get_ident(request)
         key = f"throttle:{ident}:{int(now // period)}"
-        cache.add(key, 0, timeout=period + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.set(key, 1, timeout=period + 1)
-            count = 1
-        if count <= allowed:
+        if counter.incr(key, timeout=period + 1) <= allowed:
             return True
         self.retry_after = period - (now % period)
         return False

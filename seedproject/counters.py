@@ -1,4 +1,4 @@
-"""The shared atomic counter behind round robin, weighted picks and monitor sequence numbers."""
+"""The shared atomic counter behind round robin, weighted picks, monitor sequence numbers and throttling."""
 
 from django.core.cache import cache
 
@@ -6,12 +6,13 @@ from django.core.cache import cache
 class CacheCounter:
     """``incr`` on Django's cache: atomic in Redis (every Seed process shares it), per process in locmem."""
 
-    def incr(self, key: str) -> int:
+    def incr(self, key: str, *, timeout: float | None = None) -> int:
+        """Add one to ``key`` and return the new value; a missing key starts at 0 and lives ``timeout`` s."""
         try:
             return cache.incr(key)
         except ValueError:
             # Missing key: add() is a no-op if another process created it first, so no count is lost.
-            cache.add(key, 0, timeout=None)
+            cache.add(key, 0, timeout=timeout)
             return cache.incr(key)
 
 
