@@ -1,6 +1,7 @@
 """Real-time events of the collaboration bus, sent to the channel layer only after commit."""
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -61,30 +62,31 @@ def _watched(layer: Any, group: str) -> bool:
         return True
 
 
-def _send(employee_id: str, event: dict[str, Any]) -> None:
+def _send(employee_id: str, build: Callable[[], dict[str, Any]]) -> None:
+    """Build the event and send it, only if a monitor watches this employee (asked once)."""
     layer = get_channel_layer()
-    if layer is None or not _watched(layer, employee_group(employee_id)):
+    group = employee_group(employee_id)
+    if layer is None or not _watched(layer, group):
         return
-    async_to_sync(layer.group_send)(employee_group(employee_id), {**event, "seq": next_seq(employee_id)})
+    async_to_sync(layer.group_send)(group, {**build(), "seq": next_seq(employee_id)})
 
 
-def _send_employee_update(employee_id: str) -> None:
+def _employee_update(employee_id: str) -> dict[str, Any]:
     from collaboration.selectors import employee_stats  # selectors import models; keep import order simple
 
-    layer = get_channel_layer()
-    if layer is None or not _watched(layer, employee_group(employee_id)):
-        return
-    _send(employee_id, {"type": "employee_update", "stats": employee_stats(employee_id=employee_id)})
+    return {"type": "employee_update", "stats": employee_stats(employee_id=employee_id)}
 
 
 def publish_employee_update(employee_id: str) -> None:
     """After commit, push the employee's fresh stats to its monitors."""
-    transaction.on_commit(lambda: _send_employee_update(employee_id), robust=True)
+    transaction.on_commit(lambda: _send(employee_id, lambda: _employee_update(employee_id)), robust=True)
 
 
 def publish_message(message: Any) -> None:
     """After commit, push a newly queued message to its receiver's monitors."""
     from collaboration.serializers import message_data
 
-    payload = message_data(message)
-    transaction.on_commit(lambda: _send(message.receiver_id, {"type": "message", "message": payload}), robust=True)
+    def event() -> dict[str, Any]:
+        return {"type": "message", "message": message_data(message)}
+
+    transaction.on_commit(lambda: _send(message.receiver_id, event), robust=True)
