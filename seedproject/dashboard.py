@@ -11,7 +11,7 @@ from django.shortcuts import render
 from collaboration.consumers import collaboration_overview
 from instances.balancing import strategy_names
 from instances.selectors import cluster_snapshot
-from seedproject.security import is_loopback
+from seedproject.auth import principal_for
 
 STAT_LABELS = [
     ("total_instances", "Instances"),
@@ -24,19 +24,13 @@ STAT_LABELS = [
 ]
 
 
-def is_local_anonymous(request: HttpRequest) -> bool:
-    """The embedded default lets loopback clients in without an account (README: Security)."""
-    return settings.SEED_ALLOW_LOCAL_ANONYMOUS and is_loopback(request.META.get("REMOTE_ADDR"))
-
-
 def operator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Staff only, except for loopback clients in local anonymous mode."""
+    """Staff only, except for loopback clients in local anonymous mode (the API's Operator rule)."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.user.is_authenticated and request.user.is_staff:
-            return view(request, *args, **kwargs)
-        if is_local_anonymous(request):
+        principal = principal_for(token=None, user=request.user, client_address=request.META.get("REMOTE_ADDR"))
+        if principal is not None and principal.is_operator:
             return view(request, *args, **kwargs)
         return redirect_to_login(request.get_full_path(), login_url="/admin/login/")
 
