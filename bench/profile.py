@@ -1,6 +1,6 @@
 """``python -m bench.profile SCENARIO``: where a Seed server spends its time under one scenario's load.
 
-Starts Seed on PostgreSQL + Redis, runs the scenario's load for a while and samples every daphne process
+Starts Seed on PostgreSQL + Redis, runs the scenario's load for a while and samples every serving process
 with py-spy (``py-spy record --format raw``); prints the functions with the most inclusive and self
 samples, and keeps the collapsed stacks under var/bench/profiles/ (feed them to any flame-graph tool).
 """
@@ -103,15 +103,16 @@ def main() -> int:
         loader = threading.Thread(target=lambda: result.update(harness.run_load(spec)), daemon=True)
         loader.start()
         time.sleep(2.0)
-        daphnes = [p for p in server.tree() if "daphne" in " ".join(p.cmdline())]
+        # The processes that serve requests: gunicorn's workers and daphne (HTTP on the embedded default).
+        serving = [p for p in server.tree()[1:] if any(k in " ".join(p.cmdline()) for k in ("gunicorn", "daphne"))]
         raws = []
         procs = []
-        for proc in daphnes:
+        for proc in serving:
             raw = out_dir / f"{args.scenario}-{proc.pid}.txt"
             raws.append(raw)
             argv = [spy, "record", "-p", str(proc.pid), "-d", str(int(args.seconds)), "-f", "raw", "-o", str(raw)]
             procs.append(subprocess.Popen([*argv, "-r", "200", "--nonblocking"], stdout=subprocess.DEVNULL))
-        progress(f"sampling {len(daphnes)} daphne processes for {args.seconds:.0f} s under {args.scenario} load")
+        progress(f"sampling {len(serving)} serving processes for {args.seconds:.0f} s under {args.scenario} load")
         for proc in procs:
             proc.wait(timeout=args.seconds + 60)
         loader.join(timeout=120)

@@ -76,9 +76,9 @@ def growth_rows(results: list[dict]) -> list[str]:
             )
             lines.append(
                 f"| memory, {r['opened']:,} open monitor sockets | idle {r['rss_idle_mb']:.0f} MB | daphne RSS "
-                f"{r['rss_mb']:.0f} MB in all, per process {r.get('rss_each_mb')} "
-                f"(whole server incl. worker+beat {r['rss_server_mb']:.0f} MB) | — | ≤ 300 MB "
-                f"| {_met(r['rss_mb'] <= 300)} |"
+                f"{r['rss_mb']:.0f} MB in all, per process {r.get('rss_each_mb')}; HTTP workers (gunicorn) "
+                f"{r.get('rss_http_mb', 0):.0f} MB; whole server incl. worker+beat {r['rss_server_mb']:.0f} MB "
+                f"| — | ≤ 300 MB | {_met(r['rss_mb'] <= 300)} (daphne) |"
             )
     return lines
 

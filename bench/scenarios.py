@@ -494,6 +494,7 @@ def monitor_fanout(target: Target, profile: Profile) -> dict:
         rss = target.server.rss_mb("daphne")
         rss_each = target.server.rss_each_mb("daphne")
         rss_all = target.server.rss_mb()
+        rss_http = target.server.rss_mb("gunicorn")
         proc.stdin.write("go\n")
         proc.stdin.flush()
         result = json.loads(proc.stdout.readline() or "{}")
@@ -505,7 +506,8 @@ def monitor_fanout(target: Target, profile: Profile) -> dict:
     lat = result.get("latencies_ms", {})
     progress(
         f"  {ready.get('ready')} sockets open; {result.get('received')} saw the change, p99 {lat.get('p99', 0):.0f} ms;"
-        f" daphne RSS {rss:.0f} MB {rss_each} (idle {before:.0f} MB), whole server {rss_all:.0f} MB"
+        f" daphne RSS {rss:.0f} MB {rss_each} (idle {before:.0f} MB), gunicorn {rss_http:.0f} MB,"
+        f" whole server {rss_all:.0f} MB"
     )
     return {
         "scenario": "monitor_fanout",
@@ -520,4 +522,5 @@ def monitor_fanout(target: Target, profile: Profile) -> dict:
         "rss_each_mb": rss_each,
         "rss_idle_mb": before,
         "rss_server_mb": rss_all,
+        "rss_http_mb": rss_http,
     }

@@ -1,10 +1,15 @@
-"""One Seed server: daphne (HTTP + WebSockets), a Celery worker and a beat candidate, supervised.
+"""One Seed server: HTTP and WebSockets on one port, a Celery worker and a beat candidate, supervised.
 
-The supervisor binds the port itself and hands the listening socket to ``SEED_HTTP_PROCESSES`` daphne
-processes (one per core by default when Redis is configured), which adopt it with ``-e fd:fileno=N``.
+The supervisor binds the port itself and hands the listening sockets to the processes that serve it.
+With Redis configured (``SEED_HTTP_SERVER=gunicorn``, the default there) gunicorn serves HTTP with
+``SEED_HTTP_PROCESSES`` threaded workers through Django's WSGI handler, and hands each WebSocket upgrade
+over to one of ``SEED_WS_PROCESSES`` daphne processes (``seedproject.handoff``, ``seedproject.wsserver``);
+Django's ASGI path costs several times more per request (ARCHITECTURE.md, "Serving HTTP"). On the
+embedded default one daphne serves both (``SEED_HTTP_SERVER=daphne``): its in-memory channel layer must
+live in the process that serves the requests whose events the sockets show.
 
-The supervisor (``manage.py runseed``) owns the server's identity in the registry: once daphne answers
-``/health`` it registers its advertised host:port, heartbeats its real CPU %, memory % and open
+The supervisor (``manage.py runseed``) owns the server's identity in the registry: once the port
+answers ``/health`` it registers its advertised host:port, heartbeats its real CPU %, memory % and open
 connections every ``heartbeat_interval``, and deregisters on SIGTERM. Children are started with
 ``PR_SET_PDEATHSIG`` so that a SIGKILL of the supervisor takes them down too: no orphan keeps serving.
 """
@@ -12,10 +17,12 @@ connections every ``heartbeat_interval``, and deregisters on SIGTERM. Children a
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,9 +30,11 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections
 
 from seedproject.errors import NotFound
+from seedproject.handoff import HANDOFF_ENV
 
 logger = logging.getLogger("seed.server")
 
@@ -65,10 +74,13 @@ class Child:
     process: subprocess.Popen | None = None
     restarts: deque = field(default_factory=deque)
     pass_fds: tuple[int, ...] = ()
+    env: dict[str, str] | None = None
 
     def start(self) -> None:
         # Spawned from the main thread only: PDEATHSIG follows the thread that forked.
-        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent, pass_fds=self.pass_fds)  # noqa: S603
+        self.process = subprocess.Popen(  # noqa: S603
+            self.argv, preexec_fn=_die_with_parent, pass_fds=self.pass_fds, env=self.env
+        )
         logger.info("started %s (pid %s)", self.name, self.process.pid)
 
     def exited(self) -> int | None:
@@ -80,18 +92,22 @@ def _hosts(host: str) -> list[str]:
     return ["127.0.0.1", "::1"] if host == "localhost" and socket.has_ipv6 else [host]
 
 
-def listening_sockets(host: str, port: int) -> list[socket.socket]:
-    """The server's IPv4 listening sockets, made once by the supervisor and shared by every daphne process.
+def listening_sockets(host: str, port: int, *, ipv6: bool = True) -> list[socket.socket]:
+    """The server's listening sockets, made once by the supervisor and shared by every serving process.
 
-    The kernel spreads accepted connections over the processes that wait on one socket, so N daphne
-    processes serve one port without a proxy; a restarted daphne adopts the same socket.
+    The kernel spreads accepted connections over the processes that wait on one socket, so N processes
+    serve one port without a proxy, and a restarted one adopts the same socket. ``ipv6=False`` leaves
+    IPv6 addresses out, for daphne to bind itself (Twisted's ``fd:`` endpoint adopts IPv4 sockets only).
     """
     sockets = []
     for h in _hosts(host):
-        if ":" in h:
-            continue  # see ipv6_endpoints
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in h else socket.AF_INET
+        if family == socket.AF_INET6 and not ipv6:
+            continue
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((h, port))
         sock.listen(LISTEN_BACKLOG)
         sock.set_inheritable(True)
@@ -109,8 +125,23 @@ def fd_endpoints(sockets: list[socket.socket]) -> list[str]:
     return [f"fd:fileno={s.fileno()}" for s in sockets]
 
 
+def http_server() -> str:
+    """``gunicorn`` or ``daphne``: which server serves HTTP on the port (see the module docstring)."""
+    configured = settings.SEED_HTTP_SERVER
+    if configured not in {"", "gunicorn", "daphne"}:
+        raise ImproperlyConfigured(f"SEED_HTTP_SERVER must be 'gunicorn' or 'daphne', not {configured!r}.")
+    if not settings.REDIS_URL:
+        if configured == "gunicorn":
+            raise ImproperlyConfigured(
+                "SEED_HTTP_SERVER=gunicorn needs Redis (REDIS_URL): the in-memory channel layer cannot carry "
+                "events from gunicorn's processes to daphne's sockets."
+            )
+        return "daphne"
+    return configured or "gunicorn"
+
+
 def http_processes() -> int:
-    """How many daphne processes serve the port: ``SEED_HTTP_PROCESSES``, or one per core with Redis.
+    """How many processes serve HTTP on the port: ``SEED_HTTP_PROCESSES``, or one per core with Redis.
 
     Several processes need the shared channel layer and cache (Redis): the embedded default's in-memory
     layer lives in one process, so it always runs a single daphne.
@@ -128,29 +159,65 @@ class SeedServer:
         self.options = options
         self.stopping = False
         self.instance_id = None
+        self.mode = http_server()
+        self.runtime_dir = None
+        self.handoff_paths: list[str] = []
+        if self.mode == "gunicorn":
+            self.sockets = listening_sockets(options.host, options.port)
+            self.servers = self._gunicorn_children() + self._handoff_daphnes()
+        else:
+            self.sockets = listening_sockets(options.host, options.port, ipv6=False)
+            self.servers = self._daphne_children()
+        self.children = list(self.servers)
         python = sys.executable
-        manage = str(settings.BASE_DIR / "manage.py")
-        self.sockets = listening_sockets(options.host, options.port)
-        shared = fd_endpoints(self.sockets)
-        fds = tuple(s.fileno() for s in self.sockets)
-        count = http_processes() if self.sockets else 1
-        self.daphnes = []
-        # A monitor client only sends small control frames; anything bigger is refused by daphne itself.
-        limit = str(settings.SEED_WS_MAX_MESSAGE_BYTES)
-        ws_limits = ["--websocket-max-message-size", limit, "--websocket-max-frame-size", limit]
-        for i in range(count):
-            endpoints = shared + (ipv6_endpoints(options.host, options.port) if i == 0 else [])
-            argv = [python, "-m", "daphne", *(a for e in endpoints for a in ("-e", e)), *ws_limits]
-            argv.append("seedproject.asgi:application")
-            self.daphnes.append(Child(f"daphne-{i + 1}" if count > 1 else "daphne", argv, pass_fds=fds))
-        self.children = list(self.daphnes)
         if options.worker:
             node = f"seed-{options.port}@{socket.gethostname()}"
             worker = [python, "-m", "celery", "-A", "seedproject", "worker", "-P", "threads", "-c", "4"]
             worker += ["-n", node, "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
             self.children.append(Child("celery-worker", worker))
         if options.beat:
-            self.children.append(Child("beat", [python, manage, "runbeat"]))
+            self.children.append(Child("beat", [python, str(settings.BASE_DIR / "manage.py"), "runbeat"]))
+
+    def _ws_limits(self) -> list[str]:
+        # A monitor client only sends small control frames; anything bigger is refused by daphne itself.
+        return ["--websocket-max-message-size", str(settings.SEED_WS_MAX_MESSAGE_BYTES)]
+
+    def _daphne_children(self) -> list[Child]:
+        """daphne processes serving HTTP and WebSockets on the shared sockets (the embedded default: one)."""
+        shared = fd_endpoints(self.sockets)
+        fds = tuple(s.fileno() for s in self.sockets)
+        count = http_processes() if self.sockets else 1
+        limits = self._ws_limits()
+        limits += ["--websocket-max-frame-size", str(settings.SEED_WS_MAX_MESSAGE_BYTES)]
+        children = []
+        for i in range(count):
+            endpoints = shared + (ipv6_endpoints(self.options.host, self.options.port) if i == 0 else [])
+            argv = [sys.executable, "-m", "daphne", *(a for e in endpoints for a in ("-e", e)), *limits]
+            argv.append("seedproject.asgi:application")
+            children.append(Child(f"daphne-{i + 1}" if count > 1 else "daphne", argv, pass_fds=fds))
+        return children
+
+    def _gunicorn_children(self) -> list[Child]:
+        """gunicorn (its master supervises its workers) on the shared sockets; upgrades go to daphne."""
+        self.runtime_dir = tempfile.mkdtemp(prefix=f"seed-{self.options.port}-")  # 0700: see seedproject.handoff
+        count = max(1, settings.SEED_WS_PROCESSES)
+        self.handoff_paths = [os.path.join(self.runtime_dir, f"daphne-{i + 1}.handoff") for i in range(count)]
+        argv = [sys.executable, "-m", "gunicorn", "seedproject.wsgi:application"]
+        for sock in self.sockets:
+            argv += ["--bind", f"fd://{sock.fileno()}"]
+        argv += ["--worker-class", "gthread", "--workers", str(http_processes())]
+        argv += ["--threads", str(settings.SEED_HTTP_THREADS), "--backlog", str(LISTEN_BACKLOG)]
+        argv += ["--keep-alive", "5", "--graceful-timeout", "10", "--no-control-socket"]
+        argv += ["--log-level", "warning", "--worker-tmp-dir", self.runtime_dir]
+        env = {**os.environ, HANDOFF_ENV: os.pathsep.join(self.handoff_paths)}
+        return [Child("gunicorn", argv, pass_fds=tuple(s.fileno() for s in self.sockets), env=env)]
+
+    def _handoff_daphnes(self) -> list[Child]:
+        children = []
+        for i, path in enumerate(self.handoff_paths):
+            argv = [sys.executable, "-m", "seedproject.wsserver", "--handoff", path, *self._ws_limits()]
+            children.append(Child(f"daphne-{i + 1}" if len(self.handoff_paths) > 1 else "daphne", argv))
+        return children
 
     # --- lifecycle -------------------------------------------------------------------------------
     def run(self) -> int:
@@ -161,7 +228,7 @@ class SeedServer:
             child.start()
         try:
             if not self._wait_until_serving(timeout=60):
-                logger.error("daphne did not answer /health on port %s within 60 s", self.options.port)
+                logger.error("the server did not answer /health on port %s within 60 s", self.options.port)
                 return 1
             logger.info("Seed server listening on http://%s:%s", self.options.advertised, self.options.port)
             return self._supervise()
@@ -173,13 +240,14 @@ class SeedServer:
         self.stopping = True
 
     def _wait_until_serving(self, timeout: float) -> bool:
+        """The port answers /health and every daphne that takes handoffs is listening for them."""
         url = f"http://{self.options.advertised}:{self.options.port}/health"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
-            if all(d.exited() is not None for d in self.daphnes):
+            if all(server.exited() is not None for server in self.servers):
                 return False
             try:
-                if httpx.get(url, timeout=1).status_code == 200:
+                if all(map(os.path.exists, self.handoff_paths)) and httpx.get(url, timeout=1).status_code == 200:
                     return True
             except httpx.HTTPError:
                 pass
@@ -229,15 +297,23 @@ class SeedServer:
                 child.process.wait()
         for sock in self.sockets:
             sock.close()
+        if self.runtime_dir:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     # --- registry --------------------------------------------------------------------------------
     def _figures(self) -> dict:
         connections = 0
-        for daphne in self.daphnes:
+        for server in self.servers:
             try:
-                for conn in psutil.Process(daphne.process.pid).net_connections(kind="tcp"):
-                    if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.laddr.port == self.options.port:
-                        connections += 1
+                process = psutil.Process(server.process.pid)
+                for member in (process, *process.children(recursive=True)):  # gunicorn's workers
+                    for conn in member.net_connections(kind="tcp"):
+                        if (
+                            conn.status == psutil.CONN_ESTABLISHED
+                            and conn.laddr
+                            and conn.laddr.port == self.options.port
+                        ):
+                            connections += 1
             except (psutil.Error, AttributeError):
                 pass
         return {

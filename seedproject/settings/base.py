@@ -71,8 +71,9 @@ SEED_ENROLLMENT_TOKEN = env_str("SEED_ENROLLMENT_TOKEN")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
+# No "daphne" app: it only swaps `runserver` for daphne's, and importing it loads Twisted (~40 MB) into
+# every process - gunicorn's HTTP workers, the Celery worker, beat. `runseed` starts daphne itself.
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -241,10 +242,17 @@ SEED_THROTTLE_RATE = env_str("SEED_THROTTLE_RATE", "6000/min")
 SEED_WS_MAX_MESSAGE_BYTES = env_int("SEED_WS_MAX_MESSAGE_BYTES", 64 * 1024)
 SEED_MAX_PAYLOAD_BYTES = env_int("SEED_MAX_PAYLOAD_BYTES", 256 * 1024)
 SEED_MAX_METADATA_BYTES = env_int("SEED_MAX_METADATA_BYTES", 16 * 1024)
-# Threads that run WSGI requests inside the ASGI server (long-polling receives hold one each).
+# How runseed serves its port. "gunicorn": threaded WSGI workers for HTTP, each WebSocket upgrade handed
+# over to daphne (seedproject.handoff). "daphne": one ASGI server for both, HTTP through a thread pool.
+# Default: gunicorn when Redis is configured; daphne on the embedded default, whose in-memory channel layer
+# must live in the one process that also serves HTTP (events from a request reach the sockets there).
+SEED_HTTP_SERVER = env_str("SEED_HTTP_SERVER").lower()
+# Threads per HTTP process (long-polling receives hold one each while they wait).
 SEED_HTTP_THREADS = env_int("SEED_HTTP_THREADS", 32)
-# daphne processes sharing the server's port; 0 = one per core. Needs Redis (else always 1).
+# HTTP processes sharing the server's port; 0 = one per core. Needs Redis (else always 1).
 SEED_HTTP_PROCESSES = env_int("SEED_HTTP_PROCESSES", 0)
+# daphne processes holding the WebSockets when gunicorn serves HTTP (idle sockets cost memory, not CPU).
+SEED_WS_PROCESSES = env_int("SEED_WS_PROCESSES", 1)
 
 SEED_MESSAGE_QUEUE_MAX_SIZE = env_int("SEED_MESSAGE_QUEUE_MAX_SIZE", 1000)
 SEED_DEFAULT_TTL_SECONDS = env_int("SEED_DEFAULT_TTL_SECONDS", 300)

@@ -1,5 +1,6 @@
 """`manage.py runseed` as an operator runs it: real processes, real signals."""
 
+import re
 import socket
 
 import httpx
@@ -41,8 +42,9 @@ def test_server_answers_health_registers_itself_and_heartbeats_real_figures(embe
     assert instance["connections"] >= 0
 
 
-def test_sigterm_stops_every_process_and_deregisters_the_server(embedded_cluster):
-    cluster = embedded_cluster()
+@pytest.mark.parametrize("cluster_fixture", CLUSTERS)
+def test_sigterm_stops_every_process_and_deregisters_the_server(cluster_fixture, request):
+    cluster = request.getfixturevalue(cluster_fixture)()
     leaving, staying = cluster.start(2)
     children = leaving.descendants()
     assert len(children) >= 3, f"expected daphne, worker and beat, got {children}"
@@ -57,8 +59,9 @@ def test_sigterm_stops_every_process_and_deregisters_the_server(embedded_cluster
     assert staying.port in ports
 
 
-def test_sigkill_of_the_supervisor_leaves_no_orphan_serving_traffic(embedded_cluster):
-    (server,) = embedded_cluster().start(1)
+@pytest.mark.parametrize("cluster_fixture", CLUSTERS)
+def test_sigkill_of_the_supervisor_leaves_no_orphan_serving_traffic(cluster_fixture, request):
+    (server,) = request.getfixturevalue(cluster_fixture)().start(1)
     children = server.descendants()
     assert len(children) >= 3, f"expected daphne, worker and beat, got {children}"
 
@@ -89,12 +92,13 @@ def test_exactly_one_beat_per_cluster_and_a_standby_takes_over(cluster_fixture, 
     )
 
 
-def test_an_oversized_websocket_message_is_refused_by_the_server(embedded_cluster):
+@pytest.mark.parametrize("cluster_fixture", CLUSTERS)
+def test_an_oversized_websocket_message_is_refused_by_the_server(cluster_fixture, request):
     import asyncio
 
     import aiohttp
 
-    (server,) = embedded_cluster(SEED_WS_MAX_MESSAGE_BYTES="4096").start(1)
+    (server,) = request.getfixturevalue(cluster_fixture)(SEED_WS_MAX_MESSAGE_BYTES="4096").start(1)
 
     async def send_frame(size: int) -> aiohttp.WSMessage:
         async with aiohttp.ClientSession() as session:
@@ -108,3 +112,66 @@ def test_an_oversized_websocket_message_is_refused_by_the_server(embedded_cluste
     big = asyncio.run(send_frame(10_000))
     # autobahn fails the connection (1009 "too big", or 1006 when it drops it without a close frame)
     assert big.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+
+
+def _commands(server) -> list[str]:
+    return [" ".join(p.cmdline()) for p in server.descendants() if p.is_running()]
+
+
+def _monitor_snapshot(port: int, host: str = "127.0.0.1") -> dict:
+    import asyncio
+    import json
+
+    import aiohttp
+
+    async def snapshot() -> dict:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"ws://{host}:{port}/api/v1/multi-instance/monitor")
+            message = await ws.receive(timeout=10)
+            await ws.close()
+            return json.loads(message.data)
+
+    return asyncio.run(snapshot())
+
+
+@pytest.mark.services
+def test_with_redis_gunicorn_serves_http_and_hands_websockets_to_daphne_on_the_same_port(pg_cluster):
+    (server,) = pg_cluster().start(1)
+    commands = _commands(server)
+    assert any("gunicorn seedproject.wsgi:application" in c for c in commands), commands
+    assert any("seedproject.wsserver --handoff" in c for c in commands), commands
+    assert not any("-m daphne" in c for c in commands), commands
+
+    assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+    snapshot = _monitor_snapshot(server.port)
+    assert snapshot["type"] == "cluster_update"
+    assert server.port in {i["port"] for i in snapshot["instances"]}
+    # daphne serves the socket with the client's own connection: its access log names the client's port.
+    line = re.compile(r"127\.0\.0\.1:\d+ .*WSCONNECT /api/v1/multi-instance/monitor")
+    wait_for(
+        lambda: line.search(server.log_path.read_text(errors="replace")),
+        timeout=5,
+        what="daphne's access log line for the socket",
+    )
+
+
+@pytest.mark.services
+def test_a_killed_websocket_daphne_is_restarted_and_sockets_work_again(pg_cluster):
+    import aiohttp
+
+    (server,) = pg_cluster().start(1)
+    (daphne,) = [p for p in server.descendants() if "seedproject.wsserver" in " ".join(p.cmdline())]
+    daphne.kill()
+    daphne.wait(timeout=10)
+
+    # Until it is back an upgrade gets a clear 503 from gunicorn (never a hang); then sockets work again.
+    def upgraded() -> dict | None:
+        try:
+            return _monitor_snapshot(server.port)
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    snapshot = wait_for(upgraded, timeout=30, what="a WebSocket through the restarted daphne")
+    assert snapshot["type"] == "cluster_update"
+    assert "daphne exited" in server.log_path.read_text(errors="replace")
+    assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200

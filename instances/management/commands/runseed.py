@@ -1,11 +1,13 @@
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
 
 from instances.server import SeedServer, ServerOptions
 
 
 class Command(BaseCommand):
     help = (
-        "Start one Seed server: daphne (HTTP + WebSockets), a Celery worker, and Celery beat if no other "
+        "Start one Seed server: HTTP + WebSockets on one port (gunicorn + daphne with Redis, daphne alone on "
+        "the embedded default), a Celery worker, and Celery beat if no other "
         "server of this cluster runs one. It registers itself and heartbeats; SIGTERM stops everything."
     )
 
@@ -28,4 +30,8 @@ class Command(BaseCommand):
             beat=not opts["no_beat"],
             register=not opts["no_register"],
         )
-        raise SystemExit(SeedServer(options).run())
+        try:
+            server = SeedServer(options)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        raise SystemExit(server.run())
