@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from instances import health, probing
+from instances import health, prepared, probing
 from instances.balancing import (
     LeastConnectionsStrategy,
     RandomStrategy,
@@ -30,12 +31,14 @@ from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind,
 from instances.events import publish_cluster_update
 from instances.models import ClusterConfig, Instance, InstanceEvent
 from instances.selectors import (
+    active_ids,
     active_instance,
     active_instance_at,
     active_instances,
     active_weights,
     cluster_config_get,
     instance_get,
+    least_loaded_candidates,
     least_loaded_instance,
     parse_instance_id,
 )
@@ -413,9 +416,9 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
     if type(picker) is RoundRobinStrategy:
         chosen = active_instance_at(ordinal=picker.next_ordinal(), exclude=excluded)
     elif type(picker) is RandomStrategy:
-        chosen = active_instance_at(ordinal=picker.random_ordinal(), exclude=excluded)
+        chosen = _random_pick(picker, excluded)
     elif type(picker) is LeastConnectionsStrategy:
-        chosen = least_loaded_instance(exclude=excluded)
+        chosen = _least_loaded_take(excluded)
     elif type(picker) is WeightedStrategy:
         chosen = _weighted_pick(picker, excluded)
     else:
@@ -425,10 +428,94 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
             raise TypeError(f"strategy {name!r} returned {chosen!r}, which is not one of the candidates")
     if chosen is None:
         raise NoHealthyInstance(details={"excluded": [str(pk) for pk in excluded]})
-    if name == "least_connections":
-        Instance.objects.filter(pk=chosen.pk).update(picks_since_heartbeat=F("picks_since_heartbeat") + 1)
-        chosen.picks_since_heartbeat += 1
     return chosen, name
+
+
+def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
+    """The least-loaded candidate, its ``picks_since_heartbeat`` counted, in one statement.
+
+    ``UPDATE … SET picks_since_heartbeat = picks_since_heartbeat + 1 WHERE id = (SELECT id … ORDER BY
+    connections + picks_since_heartbeat, registered_at, id LIMIT 1) RETURNING *``: the inner query is the
+    ``instance_least_loaded`` index's first entry. Two concurrent picks may both take the same instance
+    (as with a read, then an update); each pick is still counted.
+    """
+    if not connection.features.can_return_columns_from_insert:
+        chosen = least_loaded_instance(exclude=excluded)
+        if chosen is not None:
+            Instance.objects.filter(pk=chosen.pk).update(picks_since_heartbeat=F("picks_since_heartbeat") + 1)
+            chosen.picks_since_heartbeat += 1
+        return chosen
+
+    def build():
+        stand_ins = [prepared.stand_in_id(i) for i in range(len(excluded))]
+        inner_sql, params = prepared.compiled(least_loaded_candidates(exclude=stand_ins).values("pk")[:1])
+        meta, quote = Instance._meta, connection.ops.quote_name
+        picks = quote(meta.get_field("picks_since_heartbeat").column)
+        # Only quoted names from the model's metadata and ORM-compiled SQL go into the text.
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {picks} = {picks} + 1 "  # noqa: S608
+            f"WHERE {quote(meta.pk.column)} = ({inner_sql}) RETURNING {prepared.returning_list()}"
+        )
+        return sql, params, prepared.stand_in_slots(stand_ins)
+
+    rows = prepared.prepared("least_loaded_take", len(excluded), build).instances(
+        [prepared.db_id(pk) for pk in excluded]
+    )
+    return rows[0] if rows else None
+
+
+# A random pick draws from this process's copy of the active ids: a uniform choice without walking an
+# index (an OFFSET walks up to every candidate). The copy is reloaded when the registry version moves
+# (every change made through the services), after RANDOM_IDS_TTL seconds (a change made behind their
+# back, e.g. SQL straight into the table, goes unseen at most that long), and as soon as a drawn id is
+# no longer active.
+RANDOM_IDS_TTL = 60
+_random_ids: tuple[Any, float, list[UUID]] | None = None  # (registry version, loaded at, ids)
+
+
+def _active_ids_snapshot() -> list[UUID]:
+    global _random_ids
+    version = cache.get(REGISTRY_VERSION_KEY, 0)
+    snapshot = _random_ids
+    if snapshot is None or snapshot[0] != version or time.monotonic() - snapshot[1] > RANDOM_IDS_TTL:
+        snapshot = _random_ids = (version, time.monotonic(), active_ids())
+    return snapshot[2]
+
+
+def forget_active_ids() -> None:
+    """Drop this process's copy of the active ids (the next random pick reloads it).
+
+    Needed only when the registry version may have gone back to a number the copy was taken at, i.e.
+    the cache was cleared while the table kept (some of) its rows: tests do that between tests.
+    """
+    global _random_ids
+    _random_ids = None
+
+
+def _random_pick(picker: RandomStrategy, excluded: list[UUID]) -> Instance | None:
+    """A uniformly random active candidate: one cache read (the registry version) and one row by primary key.
+
+    When the process's id copy turns out stale (the drawn instance is gone or no longer active, or no id
+    is left after ``exclude``), the pick falls back to a random offset in SQL, which is always exact.
+    """
+    ids = _active_ids_snapshot()
+    chosen_id = None
+    if ids:
+        skip = set(excluded)
+        for _ in range(3):  # a few draws avoid building the remaining list on the failover path
+            candidate = picker.select_instance(ids)
+            if candidate not in skip:
+                chosen_id = candidate
+                break
+        else:
+            remaining = [pk for pk in ids if pk not in skip]
+            chosen_id = picker.select_instance(remaining) if remaining else None
+    if chosen_id is not None:
+        chosen = active_instance(instance_id=chosen_id)
+        if chosen is not None:
+            return chosen
+    forget_active_ids()
+    return active_instance_at(ordinal=picker.random_ordinal(), exclude=excluded)
 
 
 def _weighted_period(picker: WeightedStrategy, *, rebuild: bool = False) -> tuple[str, int] | None:
