@@ -38,6 +38,12 @@ def stand_in_slots(stand_ins: Sequence[uuid.UUID], *, ordinal_slot: int | None =
     return slots
 
 
+def by_position(sql: str, count: int) -> tuple[str, list[Any], dict[Any, int]]:
+    """For SQL written by hand whose ``count`` parameters are all the call's values, in order."""
+    slots = [object() for _ in range(count)]
+    return sql, slots, {slot: index for index, slot in enumerate(slots)}
+
+
 class Prepared:
     """One compiled statement: SQL text, where each call's values go, and how to read its rows."""
 

@@ -366,21 +366,23 @@ def _heartbeat_update(pk: Any, fields: dict[str, Any]) -> Instance | None:
         if not Instance.objects.filter(pk=pk).update(**fields):
             return None
         return Instance.objects.filter(pk=pk).first()
-    meta, quote = Instance._meta, connection.ops.quote_name
-    assignments, params = [], []
-    for name, value in fields.items():
-        field = meta.get_field(name)
-        assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    params.append(meta.pk.get_db_prep_value(pk, connection))
-    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
-    # Only quoted names from the model's metadata go into the text; every value is a parameter.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
-        f"WHERE {quote(meta.pk.column)} = %s RETURNING {columns}"
-    )
-    # list(): step the statement to its end, so the write is complete before we go on.
-    rows = list(Instance.objects.raw(sql, params))
+    meta = Instance._meta
+    names = tuple(fields)
+
+    def build():
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
+        # Only quoted names from the model's metadata go into the text; every value is a parameter.
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608
+            f"WHERE {quote(meta.pk.column)} = %s RETURNING {prepared.returning_list()}"
+        )
+        return prepared.by_position(sql, len(names) + 1)
+
+    values = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    values.append(meta.pk.get_db_prep_value(pk, connection))
+    # fetchall() in Prepared steps the statement to its end, so the write is complete before we go on.
+    rows = prepared.prepared("heartbeat_update", names, build).instances(values)
     return rows[0] if rows else None
 
 
