@@ -526,8 +526,9 @@ def _weighted_period(picker: WeightedStrategy, *, rebuild: bool = False) -> tupl
     Cached: ``lb:swrr`` -> (version, prefix, length); ``prefix:N`` -> chunk N of the period (packed
     16-byte ids); ``prefix:candidates`` -> (packed ids, weights) in registration order, for ``?exclude=``.
     """
-    version = cache.get(REGISTRY_VERSION_KEY, 0)
-    meta = None if rebuild else cache.get(WEIGHTED_PERIOD_KEY)
+    current = cache.get_many([REGISTRY_VERSION_KEY, WEIGHTED_PERIOD_KEY])  # one round trip for both
+    version = current.get(REGISTRY_VERSION_KEY, 0)
+    meta = None if rebuild else current.get(WEIGHTED_PERIOD_KEY)
     if meta is not None and meta[0] == version:
         return meta[1], meta[2]
     rows = active_weights()
@@ -555,7 +556,7 @@ def _weighted_slot(picker: WeightedStrategy, prefix: str, ordinal: int, length: 
     """
     if not excluded:
         position = rotation_index(ordinal, length)
-        chunk = cache.get(f"{prefix}:{position // WEIGHTED_CHUNK}")
+        chunk = _weighted_chunk(f"{prefix}:{position // WEIGHTED_CHUNK}")
         if chunk is None:
             return False
         offset = (position % WEIGHTED_CHUNK) * 16
@@ -570,6 +571,23 @@ def _weighted_slot(picker: WeightedStrategy, prefix: str, ordinal: int, length: 
         return None
     sequence = picker.sequence([weights[i] for i in keep])
     return ids[keep[sequence[rotation_index(ordinal, len(sequence))]]]
+
+
+# Chunks never change once written (a rebuilt period gets a new prefix), so each process keeps the ones
+# it has read: a pick then needs no cache read for its slot. Bounded: at most this many 8 KiB chunks.
+WEIGHTED_LOCAL_CHUNKS = 256
+_weighted_chunks: dict[str, bytes] = {}
+
+
+def _weighted_chunk(key: str) -> bytes | None:
+    chunk = _weighted_chunks.get(key)
+    if chunk is None:
+        chunk = cache.get(key)
+        if chunk is not None:
+            if len(_weighted_chunks) >= WEIGHTED_LOCAL_CHUNKS:
+                _weighted_chunks.clear()
+            _weighted_chunks[key] = chunk
+    return chunk
 
 
 def _weighted_pick(picker: WeightedStrategy, excluded: list[UUID]) -> Instance | None:

@@ -213,3 +213,25 @@ def test_random_heals_a_change_made_behind_its_back(make_instance):
         services.instance_select(strategy="random")
     c = Instance.objects.create(host="127.0.0.1", port=9003).pk  # behind its back too
     assert services.instance_select(strategy="random")[0].pk == c
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(
+    ("strategy", "round_trips"), [("round_robin", 1), ("random", 1), ("least_connections", 0), ("weighted", 2)]
+)
+def test_a_pick_costs_at_most_two_redis_round_trips(strategy, round_trips, monkeypatch):
+    import redis.connection
+
+    bulk_instances(20, weights=(1, 2))
+    services.instance_select(strategy=strategy)  # warm: connection, script, weighted period, id copy
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    for _ in range(3):
+        services.instance_select(strategy=strategy)
+    assert len(sent) == 3 * round_trips, sent
