@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
+from instances import prepared
 from instances.choices import InstanceStatus
 from instances.models import ClusterConfig, Instance, InstanceEvent
 from seedproject.errors import NotFound
@@ -105,22 +106,39 @@ def active_instance_at(*, ordinal: int, exclude: Iterable[uuid.UUID] = ()) -> In
     query needs only ids, so the offset walks index entries, not table rows), the count and the fetch
     see the same snapshot, and one row leaves the database. None when there is no candidate.
     """
-    rows = active_instances(exclude=exclude)
-    ids_sql, ids_params = rows.values("pk").query.sql_with_params()
-    count_sql, count_params = rows.order_by().values("pk").query.sql_with_params()
-    count_sql = f"SELECT COUNT(*) FROM ({count_sql}) AS candidates"  # noqa: S608 (compiled by Django)
-    # Only SQL that Django compiled from the querysets above goes into the text; every value is a parameter.
-    pick = RawSQL(  # noqa: S611
-        f"{ids_sql} LIMIT 1 OFFSET COALESCE(%s %% NULLIF(({count_sql}), 0), 0)",
-        (*ids_params, ordinal, *count_params),
-    )
-    return Instance.objects.filter(pk=pick).order_by().first()
+    exclude = list(exclude)
+
+    def build():
+        stand_ins = [prepared.stand_in_id(i) for i in range(len(exclude))]
+        rows = active_instances(exclude=stand_ins)
+        ids_sql, ids_params = rows.values("pk").query.sql_with_params()
+        count_sql, count_params = rows.order_by().values("pk").query.sql_with_params()
+        count_sql = f"SELECT COUNT(*) FROM ({count_sql}) AS candidates"  # noqa: S608 (compiled by Django)
+        # Only SQL that Django compiled from the querysets above goes into the text; every value is a parameter.
+        pick = RawSQL(  # noqa: S611
+            f"{ids_sql} LIMIT 1 OFFSET COALESCE(%s %% NULLIF(({count_sql}), 0), 0)",
+            (*ids_params, prepared.ORDINAL, *count_params),
+        )
+        sql, params = prepared.compiled(Instance.objects.filter(pk=pick).order_by("pk")[:1])
+        return sql, params, prepared.stand_in_slots(stand_ins, ordinal_slot=len(exclude))
+
+    statement = prepared.prepared("active_instance_at", len(exclude), build)
+    rows = statement.instances([*(prepared.db_id(pk) for pk in exclude), ordinal])
+    return rows[0] if rows else None
+
+
+def least_loaded_candidates(*, exclude: Iterable[uuid.UUID] = ()) -> QuerySet[Instance]:
+    """Candidates by fewest connections + picks since their heartbeat, then registration order.
+
+    Served by the partial index ``instance_least_loaded``.
+    """
+    load = F("connections") + F("picks_since_heartbeat")
+    return active_instances(exclude=exclude).order_by(load, "registered_at", "id")
 
 
 def least_loaded_instance(*, exclude: Iterable[uuid.UUID] = ()) -> Instance | None:
     """The candidate with the fewest connections + picks since its heartbeat (ties: registration order)."""
-    load = F("connections") + F("picks_since_heartbeat")
-    return active_instances(exclude=exclude).order_by(load, "registered_at", "id").first()
+    return least_loaded_candidates(exclude=exclude).first()
 
 
 def active_weights() -> list[tuple[uuid.UUID, int]]:
@@ -128,9 +146,21 @@ def active_weights() -> list[tuple[uuid.UUID, int]]:
     return list(active_instances().values_list("id", "weight"))
 
 
+def active_ids() -> list[uuid.UUID]:
+    """The id of every active instance, in registration order (what a random pick chooses among)."""
+    return list(active_instances().values_list("id", flat=True))
+
+
 def active_instance(*, instance_id: uuid.UUID) -> Instance | None:
     """The instance if it is (still) active."""
-    return Instance.objects.filter(pk=instance_id, status=InstanceStatus.ACTIVE).first()
+
+    def build():
+        stand_in = prepared.stand_in_id(0)
+        queryset = Instance.objects.filter(pk=stand_in, status=InstanceStatus.ACTIVE).order_by()[:1]
+        return (*prepared.compiled(queryset), prepared.stand_in_slots([stand_in]))
+
+    rows = prepared.prepared("active_instance", 1, build).instances([prepared.db_id(instance_id)])
+    return rows[0] if rows else None
 
 
 def instance_events(*, instance_id: Any = None, limit: int = 100, offset: int = 0) -> list[InstanceEvent]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from instances import health, probing
+from instances import health, prepared, probing
 from instances.balancing import (
     LeastConnectionsStrategy,
     RandomStrategy,
@@ -30,12 +31,14 @@ from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind,
 from instances.events import publish_cluster_update
 from instances.models import ClusterConfig, Instance, InstanceEvent
 from instances.selectors import (
+    active_ids,
     active_instance,
     active_instance_at,
     active_instances,
     active_weights,
     cluster_config_get,
     instance_get,
+    least_loaded_candidates,
     least_loaded_instance,
     parse_instance_id,
 )
@@ -363,21 +366,23 @@ def _heartbeat_update(pk: Any, fields: dict[str, Any]) -> Instance | None:
         if not Instance.objects.filter(pk=pk).update(**fields):
             return None
         return Instance.objects.filter(pk=pk).first()
-    meta, quote = Instance._meta, connection.ops.quote_name
-    assignments, params = [], []
-    for name, value in fields.items():
-        field = meta.get_field(name)
-        assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    params.append(meta.pk.get_db_prep_value(pk, connection))
-    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
-    # Only quoted names from the model's metadata go into the text; every value is a parameter.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
-        f"WHERE {quote(meta.pk.column)} = %s RETURNING {columns}"
-    )
-    # list(): step the statement to its end, so the write is complete before we go on.
-    rows = list(Instance.objects.raw(sql, params))
+    meta = Instance._meta
+    names = tuple(fields)
+
+    def build():
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
+        # Only quoted names from the model's metadata go into the text; every value is a parameter.
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608
+            f"WHERE {quote(meta.pk.column)} = %s RETURNING {prepared.returning_list()}"
+        )
+        return prepared.by_position(sql, len(names) + 1)
+
+    values = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    values.append(meta.pk.get_db_prep_value(pk, connection))
+    # fetchall() in Prepared steps the statement to its end, so the write is complete before we go on.
+    rows = prepared.prepared("heartbeat_update", names, build).instances(values)
     return rows[0] if rows else None
 
 
@@ -413,9 +418,9 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
     if type(picker) is RoundRobinStrategy:
         chosen = active_instance_at(ordinal=picker.next_ordinal(), exclude=excluded)
     elif type(picker) is RandomStrategy:
-        chosen = active_instance_at(ordinal=picker.random_ordinal(), exclude=excluded)
+        chosen = _random_pick(picker, excluded)
     elif type(picker) is LeastConnectionsStrategy:
-        chosen = least_loaded_instance(exclude=excluded)
+        chosen = _least_loaded_take(excluded)
     elif type(picker) is WeightedStrategy:
         chosen = _weighted_pick(picker, excluded)
     else:
@@ -425,10 +430,94 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
             raise TypeError(f"strategy {name!r} returned {chosen!r}, which is not one of the candidates")
     if chosen is None:
         raise NoHealthyInstance(details={"excluded": [str(pk) for pk in excluded]})
-    if name == "least_connections":
-        Instance.objects.filter(pk=chosen.pk).update(picks_since_heartbeat=F("picks_since_heartbeat") + 1)
-        chosen.picks_since_heartbeat += 1
     return chosen, name
+
+
+def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
+    """The least-loaded candidate, its ``picks_since_heartbeat`` counted, in one statement.
+
+    ``UPDATE … SET picks_since_heartbeat = picks_since_heartbeat + 1 WHERE id = (SELECT id … ORDER BY
+    connections + picks_since_heartbeat, registered_at, id LIMIT 1) RETURNING *``: the inner query is the
+    ``instance_least_loaded`` index's first entry. Two concurrent picks may both take the same instance
+    (as with a read, then an update); each pick is still counted.
+    """
+    if not connection.features.can_return_columns_from_insert:
+        chosen = least_loaded_instance(exclude=excluded)
+        if chosen is not None:
+            Instance.objects.filter(pk=chosen.pk).update(picks_since_heartbeat=F("picks_since_heartbeat") + 1)
+            chosen.picks_since_heartbeat += 1
+        return chosen
+
+    def build():
+        stand_ins = [prepared.stand_in_id(i) for i in range(len(excluded))]
+        inner_sql, params = prepared.compiled(least_loaded_candidates(exclude=stand_ins).values("pk")[:1])
+        meta, quote = Instance._meta, connection.ops.quote_name
+        picks = quote(meta.get_field("picks_since_heartbeat").column)
+        # Only quoted names from the model's metadata and ORM-compiled SQL go into the text.
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {picks} = {picks} + 1 "  # noqa: S608
+            f"WHERE {quote(meta.pk.column)} = ({inner_sql}) RETURNING {prepared.returning_list()}"
+        )
+        return sql, params, prepared.stand_in_slots(stand_ins)
+
+    rows = prepared.prepared("least_loaded_take", len(excluded), build).instances(
+        [prepared.db_id(pk) for pk in excluded]
+    )
+    return rows[0] if rows else None
+
+
+# A random pick draws from this process's copy of the active ids: a uniform choice without walking an
+# index (an OFFSET walks up to every candidate). The copy is reloaded when the registry version moves
+# (every change made through the services), after RANDOM_IDS_TTL seconds (a change made behind their
+# back, e.g. SQL straight into the table, goes unseen at most that long), and as soon as a drawn id is
+# no longer active.
+RANDOM_IDS_TTL = 60
+_random_ids: tuple[Any, float, list[UUID]] | None = None  # (registry version, loaded at, ids)
+
+
+def _active_ids_snapshot() -> list[UUID]:
+    global _random_ids
+    version = cache.get(REGISTRY_VERSION_KEY, 0)
+    snapshot = _random_ids
+    if snapshot is None or snapshot[0] != version or time.monotonic() - snapshot[1] > RANDOM_IDS_TTL:
+        snapshot = _random_ids = (version, time.monotonic(), active_ids())
+    return snapshot[2]
+
+
+def forget_active_ids() -> None:
+    """Drop this process's copy of the active ids (the next random pick reloads it).
+
+    Needed only when the registry version may have gone back to a number the copy was taken at, i.e.
+    the cache was cleared while the table kept (some of) its rows: tests do that between tests.
+    """
+    global _random_ids
+    _random_ids = None
+
+
+def _random_pick(picker: RandomStrategy, excluded: list[UUID]) -> Instance | None:
+    """A uniformly random active candidate: one cache read (the registry version) and one row by primary key.
+
+    When the process's id copy turns out stale (the drawn instance is gone or no longer active, or no id
+    is left after ``exclude``), the pick falls back to a random offset in SQL, which is always exact.
+    """
+    ids = _active_ids_snapshot()
+    chosen_id = None
+    if ids:
+        skip = set(excluded)
+        for _ in range(3):  # a few draws avoid building the remaining list on the failover path
+            candidate = picker.select_instance(ids)
+            if candidate not in skip:
+                chosen_id = candidate
+                break
+        else:
+            remaining = [pk for pk in ids if pk not in skip]
+            chosen_id = picker.select_instance(remaining) if remaining else None
+    if chosen_id is not None:
+        chosen = active_instance(instance_id=chosen_id)
+        if chosen is not None:
+            return chosen
+    forget_active_ids()
+    return active_instance_at(ordinal=picker.random_ordinal(), exclude=excluded)
 
 
 def _weighted_period(picker: WeightedStrategy, *, rebuild: bool = False) -> tuple[str, int] | None:
@@ -437,8 +526,9 @@ def _weighted_period(picker: WeightedStrategy, *, rebuild: bool = False) -> tupl
     Cached: ``lb:swrr`` -> (version, prefix, length); ``prefix:N`` -> chunk N of the period (packed
     16-byte ids); ``prefix:candidates`` -> (packed ids, weights) in registration order, for ``?exclude=``.
     """
-    version = cache.get(REGISTRY_VERSION_KEY, 0)
-    meta = None if rebuild else cache.get(WEIGHTED_PERIOD_KEY)
+    current = cache.get_many([REGISTRY_VERSION_KEY, WEIGHTED_PERIOD_KEY])  # one round trip for both
+    version = current.get(REGISTRY_VERSION_KEY, 0)
+    meta = None if rebuild else current.get(WEIGHTED_PERIOD_KEY)
     if meta is not None and meta[0] == version:
         return meta[1], meta[2]
     rows = active_weights()
@@ -466,7 +556,7 @@ def _weighted_slot(picker: WeightedStrategy, prefix: str, ordinal: int, length: 
     """
     if not excluded:
         position = rotation_index(ordinal, length)
-        chunk = cache.get(f"{prefix}:{position // WEIGHTED_CHUNK}")
+        chunk = _weighted_chunk(f"{prefix}:{position // WEIGHTED_CHUNK}")
         if chunk is None:
             return False
         offset = (position % WEIGHTED_CHUNK) * 16
@@ -481,6 +571,23 @@ def _weighted_slot(picker: WeightedStrategy, prefix: str, ordinal: int, length: 
         return None
     sequence = picker.sequence([weights[i] for i in keep])
     return ids[keep[sequence[rotation_index(ordinal, len(sequence))]]]
+
+
+# Chunks never change once written (a rebuilt period gets a new prefix), so each process keeps the ones
+# it has read: a pick then needs no cache read for its slot. Bounded: at most this many 8 KiB chunks.
+WEIGHTED_LOCAL_CHUNKS = 256
+_weighted_chunks: dict[str, bytes] = {}
+
+
+def _weighted_chunk(key: str) -> bytes | None:
+    chunk = _weighted_chunks.get(key)
+    if chunk is None:
+        chunk = cache.get(key)
+        if chunk is not None:
+            if len(_weighted_chunks) >= WEIGHTED_LOCAL_CHUNKS:
+                _weighted_chunks.clear()
+            _weighted_chunks[key] = chunk
+    return chunk
 
 
 def _weighted_pick(picker: WeightedStrategy, excluded: list[UUID]) -> Instance | None:

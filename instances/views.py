@@ -12,6 +12,8 @@ from instances.serializers import (
     InstanceRegisterSerializer,
     InstanceUpdateSerializer,
     LoadBalanceQuerySerializer,
+    plain_heartbeat,
+    plain_loadbalance_query,
 )
 from seedproject.api import page_params, validated
 from seedproject.permissions import AnyPrincipal, Enroller, InstanceSelf, ReadAnyWriteInstanceSelf, ReadAnyWriteOperator
@@ -78,7 +80,10 @@ class InstanceHeartbeatView(InstancesAPIView):
 
     @schema.instance_heartbeat
     def post(self, request: Request, instance_id) -> Response:
-        data = validated(HeartbeatSerializer, request.data if request.data is not None else {})
+        body = request.data if request.data is not None else {}
+        data = plain_heartbeat(body)
+        if data is None:
+            data = validated(HeartbeatSerializer, body)
         return _one(services.instance_heartbeat(instance_id=instance_id, **data))
 
 
@@ -87,7 +92,10 @@ class LoadBalanceView(InstancesAPIView):
 
     @schema.instance_loadbalance
     def get(self, request: Request) -> Response:
-        query = validated(LoadBalanceQuerySerializer, request.query_params.dict())
+        params = request.query_params.dict()
+        query = plain_loadbalance_query(params)
+        if query is None:
+            query = validated(LoadBalanceQuerySerializer, params)
         instance, strategy = services.instance_select(strategy=query.get("strategy"), exclude=query.get("exclude", ()))
         body = selectors.instance_to_dict(instance)
         return Response({"success": True, "instance": body, "url": body["url"], "strategy": strategy})

@@ -8,6 +8,11 @@ class CacheCounter:
 
     def incr(self, key: str, *, timeout: float | None = None) -> int:
         """Add one to ``key`` and return the new value; a missing key starts at 0 and lives ``timeout`` s."""
+        # Seed's Redis backend (seedproject.cache) does this in one round trip; Django's cache.incr
+        # needs two, and two more for a missing key.
+        incr_counter = getattr(cache, "incr_counter", None)
+        if incr_counter is not None:
+            return incr_counter(key, timeout)
         try:
             return cache.incr(key)
         except ValueError:

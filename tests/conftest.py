@@ -73,7 +73,12 @@ def _fresh_cache() -> None:
     """Shared counters (round robin, picks) live in the cache; each test starts from zero."""
     from django.core.cache import cache
 
+    from instances.services import forget_active_ids
+
     cache.clear()
+    # The registry version restarts with the cache: a copy taken at the same number in an earlier
+    # test would look current.
+    forget_active_ids()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -149,7 +149,8 @@ REDIS_PREFIX = env_str("SEED_REDIS_PREFIX", "seed")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis backend with a reused client and one-round-trip counters (seedproject/cache.py).
+            "BACKEND": "seedproject.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
         }

@@ -40,9 +40,14 @@ def bulk_instances(n, weights=(1,), connections=lambda i: 0):
     return rows
 
 
-def selects_of_instances(queries):
+def reads_of_instances(queries):
+    """Statements that return instance rows: SELECTs, and UPDATE … RETURNING (least_connections counts its pick)."""
     sqls = [q["sql"] for q in queries]
-    return [sql for sql in sqls if sql.lstrip().upper().startswith("SELECT") and "instances_instance" in sql]
+    return [
+        sql
+        for sql in sqls
+        if "instances_instance" in sql and (sql.lstrip().upper().startswith("SELECT") or " RETURNING " in sql.upper())
+    ]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -53,8 +58,9 @@ def test_a_pick_among_200_never_reads_them_all(strategy):
         with CaptureQueriesContext(connection) as captured:
             chosen, name = services.instance_select(strategy=strategy)
         assert name == strategy and chosen.status == "active"
-        assert len(captured.captured_queries) <= 2, captured.captured_queries
-        selects = selects_of_instances(captured.captured_queries)
+        # One statement per pick: least_connections counts its pick in the same UPDATE … RETURNING.
+        assert len(captured.captured_queries) == 1, captured.captured_queries
+        selects = reads_of_instances(captured.captured_queries)
         assert selects, "a pick reads its instance from the database"
         # The old path was `SELECT … WHERE status = 'active' ORDER BY …` with no LIMIT: 200 rows per pick.
         for sql in selects:
@@ -170,3 +176,62 @@ def test_custom_strategy_still_gets_every_candidate(make_instance, settings):
     ids = [make_instance(9001 + i).pk for i in range(4)]
     chosen, name = services.instance_select(strategy="last", exclude=[ids[3]])
     assert (chosen.pk, name, LastStrategy.seen) == (ids[2], "last", 3)
+
+
+def test_random_is_uniform_among_many_and_never_returns_an_excluded_one():
+    rows = bulk_instances(20)
+    excluded = [row.pk for row in rows[:5]]
+    tally = Tally(services.instance_select(strategy="random", exclude=excluded)[0].pk for _ in range(3000))
+    assert set(tally) == {row.pk for row in rows[5:]}
+    # 15 candidates, 200 expected each: a count outside 120..280 is > 5.5 standard deviations away.
+    assert all(120 < count < 280 for count in tally.values()), tally
+
+
+def test_random_draws_by_primary_key_without_walking_the_candidates():
+    bulk_instances(200)
+    services.instance_select(strategy="random")  # warm: the process's copy of the active ids
+    with CaptureQueriesContext(connection) as captured:
+        services.instance_select(strategy="random")
+    (sql,) = [q["sql"] for q in captured.captured_queries]
+    assert "OFFSET" not in sql.upper() and "COUNT(" not in sql.upper(), sql
+
+
+def test_random_sees_a_registration_at_once(make_instance):
+    a = make_instance(9001).pk
+    assert services.instance_select(strategy="random")[0].pk == a
+    b = make_instance(9002).pk
+    assert {services.instance_select(strategy="random")[0].pk for _ in range(60)} == {a, b}
+
+
+def test_random_heals_a_change_made_behind_its_back(make_instance):
+    a, b = make_instance(9001).pk, make_instance(9002).pk
+    services.instance_select(strategy="random")
+    Instance.objects.filter(pk=a).update(status="disabled")  # no version bump
+    assert {services.instance_select(strategy="random")[0].pk for _ in range(30)} == {b}
+    Instance.objects.filter(pk=b).update(status="disabled")
+    with pytest.raises(NoHealthyInstance):
+        services.instance_select(strategy="random")
+    c = Instance.objects.create(host="127.0.0.1", port=9003).pk  # behind its back too
+    assert services.instance_select(strategy="random")[0].pk == c
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(
+    ("strategy", "round_trips"), [("round_robin", 1), ("random", 1), ("least_connections", 0), ("weighted", 2)]
+)
+def test_a_pick_costs_at_most_two_redis_round_trips(strategy, round_trips, monkeypatch):
+    import redis.connection
+
+    bulk_instances(20, weights=(1, 2))
+    services.instance_select(strategy=strategy)  # warm: connection, script, weighted period, id copy
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    for _ in range(3):
+        services.instance_select(strategy=strategy)
+    assert len(sent) == 3 * round_trips, sent
