@@ -68,14 +68,14 @@ class EmployeeMonitorConsumer(AsyncJsonWebsocketConsumer):
         self.group = employee_group(self.employee_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_json(snapshot)
-        local_streams.join(self.group, self.channel_name, self._periodic_snapshot)
+        local_streams.join(self.group, self, self._periodic_snapshot)
 
     async def _periodic_snapshot(self) -> dict[str, Any] | None:
         return await database_sync_to_async(_snapshot)(self.employee_id)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
-            local_streams.leave(self.group, self.channel_name)
+            local_streams.leave(self.group, self)
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -112,9 +112,6 @@ class EmployeeMonitorConsumer(AsyncJsonWebsocketConsumer):
     async def message(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
 
-    async def monitor_snapshot(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["frame"])
-
 
 def collaboration_overview() -> dict[str, Any]:
     """The operators' frame: every employee with its queue depth, recent messages and conversations."""
@@ -135,14 +132,14 @@ class CollaborationMonitorConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.accept()
         await self.send_json(await self._snapshot())
-        local_streams.join(OVERVIEW_STREAM, self.channel_name, self._snapshot)
+        local_streams.join(OVERVIEW_STREAM, self, self._snapshot)
 
     async def _snapshot(self) -> dict[str, Any]:
         return await database_sync_to_async(collaboration_overview)()
 
     async def disconnect(self, code: int) -> None:
         if "principal" in self.scope:
-            local_streams.leave(OVERVIEW_STREAM, self.channel_name)
+            local_streams.leave(OVERVIEW_STREAM, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -153,6 +150,3 @@ class CollaborationMonitorConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(await self._snapshot())
         else:
             await self.send_json({"type": "error", "code": "invalid", "error": 'Expected {"action": "snapshot"}.'})
-
-    async def monitor_snapshot(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["frame"])

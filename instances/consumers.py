@@ -13,21 +13,20 @@ _snapshot = database_sync_to_async(cluster_frame)
 
 
 class ClusterMonitorConsumer(AsyncJsonWebsocketConsumer):
-    """Joins the "cluster" group and forwards its updates; ``{"action": "snapshot"}`` asks for a fresh one."""
+    """Gets every cluster update (relayed by ``local_streams``); ``{"action": "snapshot"}`` asks for a fresh one."""
 
     async def connect(self) -> None:
         if not await socket_authorized(self, lambda principal: True):  # anyone the cluster knows
             return
-        await self.channel_layer.group_add(CLUSTER_GROUP, self.channel_name)
         await self.accept()
+        local_streams.join(CLUSTER_GROUP, self, _snapshot)
+        await local_streams.relay(CLUSTER_GROUP)  # one group member per process, not per socket
         await self.send_json(await _snapshot())
-        local_streams.join(CLUSTER_GROUP, self.channel_name, _snapshot)
 
     async def disconnect(self, code: int) -> None:
         if "principal" not in self.scope:
             return  # refused before it joined anything
-        local_streams.leave(CLUSTER_GROUP, self.channel_name)
-        await self.channel_layer.group_discard(CLUSTER_GROUP, self.channel_name)
+        local_streams.leave(CLUSTER_GROUP, self)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         # The base class would crash the socket on a frame that is not JSON; answer with an error instead.
@@ -45,9 +44,3 @@ class ClusterMonitorConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(
             {"type": "error", "code": "invalid", "error": 'Unknown frame; the only action is {"action": "snapshot"}.'}
         )
-
-    async def cluster_update(self, event: dict) -> None:
-        await self.send_json(event["payload"])
-
-    async def monitor_snapshot(self, event: dict) -> None:
-        await self.send_json(event["frame"])

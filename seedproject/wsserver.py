@@ -103,7 +103,8 @@ def listen_for_handoffs(server: daphne.server.Server, path: str) -> None:
     """Listen on ``path`` (replacing a socket file a previous run of this process left behind)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    reactor.listenUNIX(path, HandoffFactory(server), mode=0o600)
+    # A burst of upgrades (a fleet of monitors reconnecting) must queue, not be refused: a deep backlog.
+    reactor.listenUNIX(path, HandoffFactory(server), backlog=1024, mode=0o600)
     logger.info("accepting WebSocket handoffs on %s", path)
 
 

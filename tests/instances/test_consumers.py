@@ -1,5 +1,6 @@
 """The cluster monitor socket (async scenarios run through async_to_sync: no asyncio plugin needed)."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -148,3 +149,42 @@ def test_snapshot_action_and_bad_frames():
 
 def test_route_is_served_by_the_asgi_application():
     async_to_sync(_test_route_is_served_by_the_asgi_application)()
+
+
+async def group_size(group: str) -> int:
+    """Members of a channel-layer group, on the in-memory layer or on Redis (channels-redis' sorted set)."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):
+        return len(layer.groups.get(group, {}))
+    async with layer.connection(layer.consistent_hash(group)) as connection:
+        return await connection.zcard(layer._group_key(group))
+
+
+async def _test_many_sockets_in_one_process_are_one_group_member_and_all_get_each_update():
+    sockets = [await connect() for _ in range(3)]
+    for socket in sockets:
+        await socket.receive_json_from()  # snapshot
+    # One relay channel in the group, not one per socket: an event is one layer message per process.
+    assert await group_size("cluster") == 1
+    await register(9010)
+    updates = [await socket.receive_json_from(timeout=5) for socket in sockets]
+    assert {u["instances"][0]["port"] for u in updates} == {9010}
+    assert len({u["seq"] for u in updates}) == 1  # the same frame, encoded once
+
+    for socket in sockets[:2]:
+        await socket.disconnect()
+    assert await group_size("cluster") == 1  # the last socket still listens
+    await register(9011)
+    assert (await sockets[2].receive_json_from(timeout=5))["cluster_stats"]["total_instances"] == 2
+    await sockets[2].disconnect()
+    for _ in range(50):  # the relay leaves the group once the process has no socket left
+        if not await group_size("cluster"):
+            break
+        await asyncio.sleep(0.02)
+    assert await group_size("cluster") == 0
+
+
+def test_many_sockets_in_one_process_are_one_group_member_and_all_get_each_update():
+    async_to_sync(_test_many_sockets_in_one_process_are_one_group_member_and_all_get_each_update)()
