@@ -147,7 +147,7 @@ def active_weights() -> list[tuple[uuid.UUID, int]]:
 
 
 def active_ids() -> list[uuid.UUID]:
-    """The id of every active instance, in registration order (what a random pick chooses among)."""
+    """The id of every active instance, in registration order (what round robin and random picks index)."""
     return list(active_instances().values_list("id", flat=True))
 
 

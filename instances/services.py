@@ -95,7 +95,16 @@ REGISTRY_VERSION_KEY = "lb:registry_version"
 
 
 def registry_changed() -> None:
-    """Invalidate what picks cache about the registry (call it on any change to who is active or their weight)."""
+    """Invalidate what picks cache about the registry (call it on any change to who is active or their weight).
+
+    Bumped at once and again after commit: a process that reloads its copy while the change is not yet
+    committed reads the old rows under the new version; the second bump makes it reload once they are.
+    """
+    _bump_registry_version()
+    transaction.on_commit(_bump_registry_version)
+
+
+def _bump_registry_version() -> None:
     try:
         counter.incr(REGISTRY_VERSION_KEY)
     except Exception:
@@ -416,7 +425,7 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
         except NotFound as exc:
             raise invalid("exclude", f"{item!s:.80} is not an instance id.") from exc
     if type(picker) is RoundRobinStrategy:
-        chosen = active_instance_at(ordinal=picker.next_ordinal(), exclude=excluded)
+        chosen = _round_robin_pick(picker, excluded)
     elif type(picker) is RandomStrategy:
         chosen = _random_pick(picker, excluded)
     elif type(picker) is LeastConnectionsStrategy:
@@ -466,8 +475,8 @@ def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
     return rows[0] if rows else None
 
 
-# A random pick draws from this process's copy of the active ids: a uniform choice without walking an
-# index (an OFFSET walks up to every candidate). The copy is reloaded when the registry version moves
+# Round robin and random picks index this process's copy of the active ids: no pick walks an index to
+# its position (an OFFSET walks up to every candidate). The copy is reloaded when the registry version moves
 # (every change made through the services), after RANDOM_IDS_TTL seconds (a change made behind their
 # back, e.g. SQL straight into the table, goes unseen at most that long), and as soon as a drawn id is
 # no longer active.
@@ -492,6 +501,27 @@ def forget_active_ids() -> None:
     """
     global _random_ids
     _random_ids = None
+
+
+def _round_robin_pick(picker: RoundRobinStrategy, excluded: list[UUID]) -> Instance | None:
+    """The candidate at the cluster's next round-robin position: the shared counter, then one row by primary key.
+
+    The position indexes this process's copy of the active ids (registration order, the same list in
+    every process of a registry version), so no pick walks an index to its position (an OFFSET did,
+    which grew with the registry). A stale copy (the instance at the position is gone or no longer
+    active) falls back to the exact SQL position.
+    """
+    ordinal = picker.next_ordinal()
+    ids = _active_ids_snapshot()
+    if excluded:
+        skip = set(excluded)
+        ids = [pk for pk in ids if pk not in skip]
+    if ids:
+        chosen = active_instance(instance_id=ids[rotation_index(ordinal, len(ids))])
+        if chosen is not None:
+            return chosen
+    forget_active_ids()
+    return active_instance_at(ordinal=ordinal, exclude=excluded)
 
 
 def _random_pick(picker: RandomStrategy, excluded: list[UUID]) -> Instance | None:

@@ -143,10 +143,16 @@ def test_heartbeat_unknown_is_not_found():
         services.instance_heartbeat(instance_id="garbage")
 
 
-def test_select_is_one_query_with_an_explicit_strategy(make_instance, django_assert_num_queries):
+def test_select_is_one_query_by_primary_key_once_the_process_knows_the_registry(
+    make_instance, django_assert_num_queries
+):
     make_instance(9001)
-    with django_assert_num_queries(1):
+    make_instance(9002)
+    services.instance_select(strategy="round_robin")  # loads this process's copy of the active ids
+    with django_assert_num_queries(1) as captured:
         services.instance_select(strategy="round_robin")
+    sql = captured.captured_queries[0]["sql"].upper()
+    assert "OFFSET" not in sql and "COUNT(" not in sql  # no walk to a position: it grew with the registry
 
 
 def test_health_pass_publishes_one_update(closed_port, make_instance, django_capture_on_commit_callbacks):
@@ -154,7 +160,8 @@ def test_health_pass_publishes_one_update(closed_port, make_instance, django_cap
     make_instance(closed_port + 1 if closed_port < 65535 else closed_port - 1)
     with django_capture_on_commit_callbacks() as callbacks:
         services.instances_check_health(now=later(31))
-    assert len(callbacks) == 1
+    publishes = [c for c in callbacks if c.__name__ == "_send_cluster_update"]
+    assert len(publishes) == 1
 
 
 def test_config_timeout_changes_what_is_stale(closed_port, make_instance):
