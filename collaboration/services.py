@@ -23,6 +23,7 @@ from collaboration.selectors import conversation_get, employee_get
 from instances.balancing import UnknownStrategy, get_strategy
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
 from seedproject.counters import counter
+from seedproject.db import release_connection_while_waiting
 from seedproject.errors import Conflict, DomainError, Forbidden, NotConnected, NotFound, QueueFull, invalid
 from seedproject.security import token_hash, token_issue
 
@@ -446,6 +447,7 @@ def messages_receive(*, employee_id: str, limit: int = 10, wait: float = 0) -> l
             if employee.last_seen < timezone.now() - LAST_SEEN_RESOLUTION:
                 employee_touch(employee_id=employee_id)  # after the lease committed; usually skipped
             return leased
+        release_connection_while_waiting()
         time.sleep(min(RECEIVE_POLL_SECONDS, remaining))
 
 

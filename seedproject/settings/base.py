@@ -121,7 +121,22 @@ TEMPLATES = [
     },
 ]
 
-if DATABASE_URL:
+# Connections each server process keeps to PostgreSQL, shared by its threads (psycopg's pool); 0 = one
+# persistent connection per thread instead. A server runs SEED_HTTP_PROCESSES x SEED_HTTP_THREADS request
+# threads: per-thread connections would need that many (64 on 2 cores) per server, and PostgreSQL's
+# default max_connections is 100 for the whole cluster.
+SEED_DB_POOL_SIZE = env_int("SEED_DB_POOL_SIZE", 8)
+if DATABASE_URL and SEED_DB_POOL_SIZE > 0:
+    # Reused connections: a fresh PostgreSQL handshake per request costs 5-11x (ARCHITECTURE.md). With
+    # health checks the pool checks a connection as it hands it out (one round trip, as for persistent
+    # connections), so a connection PostgreSQL dropped is replaced instead of failing a request.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": SEED_DB_POOL_SIZE,
+        "timeout": env_int("SEED_DB_POOL_TIMEOUT", 10),  # seconds a request waits for a free connection
+    }
+elif DATABASE_URL:
     # Persistent connections: a fresh PostgreSQL handshake per request costs 5-11x (ARCHITECTURE.md).
     DATABASES = {
         "default": dj_database_url.parse(

@@ -89,3 +89,29 @@ def test_long_poll_returns_a_message_sent_while_waiting(senders):
         message, _ = services.message_send(sender_id=senders[0], receiver_id="qa_001", message_type="query")
         got = waiting.result(timeout=30)
     assert [m.pk for m in got] == [message.pk]
+
+
+def test_long_polls_do_not_hold_pooled_connections_other_requests_need(senders):
+    """As many waiting receivers as the pool has connections, and another request still gets one."""
+    pool_size = connection.settings_dict["OPTIONS"]["pool"]["max_size"]
+    receivers = [f"rx_{i:03d}" for i in range(pool_size)]
+    for receiver in receivers:
+        services.employee_register(employee_id=receiver, role="qa_engineer")
+        services.connection_create(employee_id=senders[0], target_employee_id=receiver)
+    polling = threading.Barrier(pool_size + 1)
+
+    @in_thread
+    def long_poll(receiver):
+        polling.wait()
+        return services.messages_receive(employee_id=receiver, limit=1, wait=30)
+
+    connection.close()  # this thread's connection goes back to the pool: the check below must borrow one
+    with ThreadPoolExecutor(pool_size) as pool:
+        waiting = [pool.submit(long_poll, receiver) for receiver in receivers]
+        polling.wait()
+        threading.Event().wait(0.5)  # every poll has run its first lease and sleeps
+        # Were the polls holding their connections, this would wait for one and fail with PoolTimeout.
+        assert selectors.employee_get(employee_id="qa_001").employee_id == "qa_001"
+        sent = [services.message_send(sender_id=senders[0], receiver_id=r, message_type="query")[0] for r in receivers]
+        got = [future.result(timeout=30) for future in waiting]
+    assert [[m.pk for m in batch] for batch in got] == [[m.pk] for m in sent]
