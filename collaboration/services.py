@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from collaboration import queue
 from collaboration.choices import EmployeeStatus, MessageStatus
-from collaboration.events import publish_employee_update, publish_message
+from collaboration.events import publish, publish_employee_update
 from collaboration.models import Connection, Conversation, ConversationParticipant, ConversationPost, Employee, Message
 from collaboration.protocol import MessageType
 from collaboration.selectors import conversation_get, employee_get
@@ -148,8 +148,7 @@ def connection_create(*, employee_id: str, target_employee_id: str) -> tuple[Con
     low, high = sorted((employee_id, target_employee_id))
     conn, created = Connection.objects.get_or_create(employee_a_id=low, employee_b_id=high)
     if created:
-        publish_employee_update(employee_id)
-        publish_employee_update(target_employee_id)
+        publish(updates=[employee_id, target_employee_id])
     return conn, created
 
 
@@ -164,8 +163,7 @@ def connection_delete(*, employee_id: str, target_employee_id: str) -> None:
             f"{employee_id!r} and {target_employee_id!r} are not connected.",
             details={"target_employee_id": target_employee_id},
         )
-    publish_employee_update(employee_id)
-    publish_employee_update(target_employee_id)
+    publish(updates=[employee_id, target_employee_id])
 
 
 def connections_prune(*, stale_seconds: int | None = None) -> int:
@@ -347,9 +345,7 @@ def message_send(
                 conversation_id=conversation_id,
                 client_message_id=message_id,
             )
-            publish_message(message)
-            publish_employee_update(receiver_id)
-            publish_employee_update(sender_id)
+            publish(messages=[message], updates=[receiver_id, sender_id])
     except IntegrityError:
         # A concurrent request with the same message_id won the race: return what it stored.
         if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
@@ -555,8 +551,7 @@ def messages_expire(*, batch_size: int | None = None) -> dict[str, int]:
         [rules.max_deliveries, MessageStatus.DEAD.value, MessageStatus.QUEUED.value],
         size,
     )
-    for receiver_id in list(dict.fromkeys(r[0] for r in expired + reclaimed))[:EXPIRE_EVENT_RECEIVERS]:
-        publish_employee_update(receiver_id)
+    publish(updates=list(dict.fromkeys(r[0] for r in expired + reclaimed))[:EXPIRE_EVENT_RECEIVERS])
     new_statuses = [r[1] for r in reclaimed]
     return {
         "expired": len(expired),
@@ -572,8 +567,7 @@ def messages_expire_now(*, ids: Iterable[Any]) -> int:
     changed = Message.objects.filter(pk__in=list(ids), status__in=LIVE).update(
         status=MessageStatus.EXPIRED, lease_expires_at=None, expires_at=timezone.now()
     )
-    for receiver_id in receivers:
-        publish_employee_update(receiver_id)
+    publish(updates=sorted(receivers))
     return changed
 
 
@@ -596,8 +590,7 @@ def messages_requeue_dead(*, ids: Iterable[Any] | None = None, receiver_id: str 
         lease_expires_at=None,
         expires_at=queue.expiry_time(now, limits().default_ttl),
     )
-    for rid in receivers:
-        publish_employee_update(rid)
+    publish(updates=sorted(receivers))
     return changed
 
 
@@ -630,8 +623,7 @@ def conversation_create(
             if not isinstance(action, str) or len(action) > 128:
                 raise invalid("initial_message", "action must be a string of at most 128 characters.")
             conversation_post(conversation_id=conversation.pk, sender_id=employee_id, action=action, data=payload)
-        for member in members:
-            publish_employee_update(member)
+        publish(updates=members)
     return Conversation.objects.prefetch_related("memberships").get(pk=conversation.pk)
 
 
@@ -678,8 +670,5 @@ def conversation_post(
             for other in others
         )
         employee_touch(employee_id=sender_id)
-        for message in messages:
-            publish_message(message)
-            publish_employee_update(message.receiver_id)
-        publish_employee_update(sender_id)
+        publish(messages=messages, updates=[*(m.receiver_id for m in messages), sender_id])
     return post
