@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, Q, Subquery
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from collaboration import queue
@@ -269,32 +269,69 @@ def _check_room(receiver_ids: list[str], max_size: int) -> None:
         raise QueueFull(details={"receiver_ids": full, "max_size": max_size})
 
 
-def _lock_receiver_for_send(sender_id: str, receiver_id: str):
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _lock_receiver_for_send(sender_id: str, receiver_id: str, stale_before) -> bool:
     """One statement: lock the receiver's row and learn whether the sender exists and the two are connected.
 
-    Returns the sender's last_seen. Raises 404 (sender first, as before) or 409 not_connected.
+    Returns whether the sender's last_seen is older than ``stale_before`` (its touch is due). Raises 404
+    (sender first, as before) or 409 not_connected. Hand-written SQL: the ORM would compile this
+    annotated query afresh on every send, which cost more than running it.
     """
+    qn = connection.ops.quote_name
+    employees, pk, seen = _table(Employee), qn("employee_id"), qn("last_seen")
     low, high = sorted((sender_id, receiver_id))
-    row = (
-        Employee.objects.select_for_update()
-        .filter(pk=receiver_id)
-        .annotate(
-            sender_seen=Subquery(Employee.objects.filter(pk=sender_id).order_by().values("last_seen")[:1]),
-            connected=Exists(Connection.objects.filter(employee_a_id=low, employee_b_id=high)),
-        )
-        .values_list("sender_seen", "connected")
-        .first()
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: IMMEDIATE serialises
+    sql = (
+        f"SELECT (SELECT {seen} < %s FROM {employees} WHERE {pk} = %s), "  # noqa: S608 - quoted names, values are parameters
+        f"EXISTS(SELECT 1 FROM {_table(Connection)} WHERE {qn('employee_a_id')} = %s AND {qn('employee_b_id')} = %s) "
+        f"FROM {employees} WHERE {pk} = %s{lock}"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(stale_before), sender_id, low, high, receiver_id])
+        row = cursor.fetchone()
     if row is None or row[0] is None:
         employee_get(employee_id=sender_id)  # the error path only: 404 names the sender if it is the one missing
         employee_get(employee_id=receiver_id)
-    sender_seen, connected = row
+    sender_stale, connected = row
     if not connected:
         raise NotConnected(
             f"Employees are not connected (员工未连接): {sender_id!r} -> {receiver_id!r}.",
             details={"sender_id": sender_id, "receiver_id": receiver_id},
         )
-    return sender_seen
+    return bool(sender_stale)
+
+
+def _insert_if_room(message: Message, max_size: int) -> bool:
+    """INSERT the message only if its (locked) receiver has room; one statement, False when the queue is full.
+
+    The room check is queue.has_room (live + 1 <= max_size) over a COUNT that stops at max_size rows. It
+    runs in the INSERT, a statement after the one that took the receiver's lock: under READ COMMITTED its
+    snapshot is taken after the lock was granted, so it sees every message a sender that held the lock
+    before us committed, and the bound stays strict.
+    """
+    qn = connection.ops.quote_name
+    fields = Message._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(message, True), connection) for f in fields]
+    table = _table(Message)
+    live = (
+        f"SELECT 1 FROM {table} WHERE {qn('receiver_id')} = %s AND {qn('status')} IN (%s, %s) "  # noqa: S608
+        f"AND {qn('expires_at')} > %s LIMIT %s"
+    )
+    sql = (
+        f"INSERT INTO {table} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
+        f"SELECT {', '.join(['%s'] * len(fields))} WHERE (SELECT COUNT(*) FROM ({live}) live) + 1 <= %s"
+    )
+    now = connection.ops.adapt_datetimefield_value(message.created_at)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, message.receiver_id, *(s.value for s in LIVE), now, max_size, max_size])
+        stored = cursor.rowcount == 1
+    if stored:
+        message._state.adding = False
+        message._state.db = connection.alias
+    return stored
 
 
 def message_send(
@@ -327,12 +364,11 @@ def message_send(
     bound = max_size or rules.max_size
     try:
         with transaction.atomic():
-            sender_last_seen = _lock_receiver_for_send(sender_id, receiver_id)
+            sender_stale = _lock_receiver_for_send(sender_id, receiver_id, timezone.now() - LAST_SEEN_RESOLUTION)
             if conversation_id is not None:
                 _require_members(conversation_id, [sender_id, receiver_id])
-            _check_room([receiver_id], bound)
             now = timezone.now()
-            message = Message.objects.create(
+            message = Message(
                 sender_id=sender_id,
                 receiver_id=receiver_id,
                 message_type=message_type,
@@ -345,13 +381,15 @@ def message_send(
                 conversation_id=conversation_id,
                 client_message_id=message_id,
             )
+            if not _insert_if_room(message, bound):
+                raise QueueFull(details={"receiver_ids": [receiver_id], "max_size": bound})
             publish(messages=[message], updates=[receiver_id, sender_id])
     except IntegrityError:
         # A concurrent request with the same message_id won the race: return what it stored.
         if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
             return existing, False
         raise
-    if sender_last_seen < now - LAST_SEEN_RESOLUTION:
+    if sender_stale:
         # After commit, in its own statement: no second row lock inside the send transaction (two senders
         # writing to each other could otherwise deadlock on the touch), and usually skipped entirely.
         employee_touch(employee_id=sender_id)
