@@ -201,3 +201,17 @@ def test_message_queue_facade(pair):
     assert got.pk == first.pk
     mq.ack("qa_001", got.pk)
     assert mq.size("qa_001") == 1 and not mq.is_full("qa_001")
+
+
+def test_token_lookup_finds_registered_employees_only(pair):
+    from collaboration import selectors
+    from seedproject.security import token_hash
+
+    token = services.employee_token_rotate(employee_id="qa_001")
+    assert selectors.employee_id_for_token(token_hash=token_hash(token)) == "qa_001"
+    assert selectors.employee_id_for_token(token_hash=token_hash(token + "x")) is None
+    assert selectors.employee_id_for_token(token_hash="") is None
+    services.employee_unregister(employee_id="qa_001")
+    assert selectors.employee_id_for_token(token_hash=token_hash(token)) is None
+    services.employee_register(employee_id="qa_001", role="qa_engineer")  # revived, same token
+    assert selectors.employee_id_for_token(token_hash=token_hash(token)) == "qa_001"
