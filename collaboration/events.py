@@ -57,7 +57,8 @@ def _watched(layer: Any, groups: list[str]) -> set[str]:
 
     Most employees have no monitor open, and a send would otherwise build two stats snapshots (seven
     queries) for nobody: bench/README.md measured that as 70% of a send's time. On channels-redis this
-    is one pipelined round trip per shard (one in practice), however many groups a write touches.
+    is one EXISTS per shard (one in practice) however many groups a write touches, unless some of them
+    are watched and others not.
     """
     layer_groups = getattr(layer, "groups", None)
     if isinstance(layer_groups, dict):  # InMemoryChannelLayer
@@ -72,14 +73,20 @@ def _watched(layer: Any, groups: list[str]) -> set[str]:
         client = _redis_clients.get(address)
         if client is None:
             client = _redis_clients[address] = redis.Redis.from_url(address, socket_timeout=5)
-        pipe = client.pipeline(transaction=False)
-        for _, key in keys:
-            pipe.exists(key)
         try:
-            found = pipe.execute()
+            # One EXISTS over every key answers the usual case (nobody, or everybody, watches); only a
+            # mixed answer needs a second, per-key round trip.
+            count = client.exists(*(key for _, key in keys))
+            if count == 0:
+                continue
+            if count < len(keys):
+                pipe = client.pipeline(transaction=False)
+                for _, key in keys:
+                    pipe.exists(key)
+                keys = [pair for pair, exists in zip(keys, pipe.execute(), strict=True) if exists]
         except redis.RedisError:
-            found = [1] * len(keys)
-        watched.update(group for (group, _), exists in zip(keys, found, strict=True) if exists)
+            pass  # cannot tell: send to all of them
+        watched.update(group for group, _ in keys)
     return watched
 
 

@@ -191,6 +191,27 @@ def test_a_send_asks_once_who_watches_its_three_events(pair, monkeypatch, django
     assert asked == [[events.employee_group("qa_001"), events.employee_group("dev_001")]]
 
 
+def test_watched_names_exactly_the_groups_with_a_member():
+    groups = [events.employee_group(e) for e in ("w_a", "w_b", "w_c")]
+
+    async def scenario():
+        layer = get_channel_layer()
+        answers = [events._watched(layer, groups)]  # nobody
+        channel = await layer.new_channel()
+        await layer.group_add(groups[1], channel)
+        try:
+            answers.append(events._watched(layer, groups))  # some
+            for group in (groups[0], groups[2]):
+                await layer.group_add(group, channel)
+            answers.append(events._watched(layer, groups))  # all
+        finally:
+            for group in groups:
+                await layer.group_discard(group, channel)
+        return answers
+
+    assert async_to_sync(scenario)() == [set(), {groups[1]}, set(groups)]
+
+
 def test_one_failing_event_does_not_stop_the_others(pair, monkeypatch, django_capture_on_commit_callbacks):
     real_update = events._employee_update
 
