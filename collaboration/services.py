@@ -273,6 +273,68 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+def _send_checks_sql(sender_id: str, receiver_id: str, stale_before) -> tuple[str, list[Any]]:
+    """SQL columns, over one snapshot: is the sender's touch due (NULL: no such sender), are the two connected."""
+    qn = connection.ops.quote_name
+    employees, pk = _table(Employee), qn("employee_id")
+    low, high = sorted((sender_id, receiver_id))
+    sql = (
+        f"(SELECT {qn('last_seen')} < %s FROM {employees} WHERE {pk} = %s) AS sender_stale, "  # noqa: S608 - quoted names, values are parameters
+        f"EXISTS(SELECT 1 FROM {_table(Connection)} WHERE {qn('employee_a_id')} = %s AND {qn('employee_b_id')} = %s) "
+        "AS connected"
+    )
+    return sql, [connection.ops.adapt_datetimefield_value(stale_before), sender_id, low, high]
+
+
+def _room_sql(message: Message, max_size: int) -> tuple[str, list[Any]]:
+    """SQL condition: queue.has_room (live + 1 <= max_size) over a COUNT of the receiver's live messages.
+
+    The COUNT stops at max_size rows. It must run in a statement after the one that took the receiver's
+    lock: under READ COMMITTED that statement's snapshot is taken after the lock was granted, so it sees
+    every message a sender that held the lock before us committed, and the bound stays strict.
+    """
+    qn = connection.ops.quote_name
+    live = (
+        f"SELECT 1 FROM {_table(Message)} WHERE {qn('receiver_id')} = %s AND {qn('status')} IN (%s, %s) "  # noqa: S608
+        f"AND {qn('expires_at')} > %s LIMIT %s"
+    )
+    now = connection.ops.adapt_datetimefield_value(message.created_at)
+    return f"(SELECT COUNT(*) FROM ({live}) live) + 1 <= %s", [  # noqa: S608
+        message.receiver_id,
+        *(s.value for s in LIVE),
+        now,
+        max_size,
+        max_size,
+    ]
+
+
+def _insert_sql(message: Message) -> tuple[str, list[Any]]:
+    """``INSERT INTO message (columns) SELECT values`` of the message's row; the caller appends FROM/WHERE."""
+    qn = connection.ops.quote_name
+    fields = Message._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(message, True), connection) for f in fields]
+    columns = ", ".join(qn(f.column) for f in fields)
+    return f"INSERT INTO {_table(Message)} ({columns}) SELECT {', '.join(['%s'] * len(fields))}", values
+
+
+def _stored(message: Message) -> Message:
+    message._state.adding = False
+    message._state.db = connection.alias
+    return message
+
+
+def _refuse_unsendable(sender_id: str, receiver_id: str, found: bool, sender_stale: Any, connected: Any) -> None:
+    """404 for a missing sender (named first) or receiver, 409 when the two are not connected."""
+    if not found or sender_stale is None:
+        employee_get(employee_id=sender_id)  # the error path only: 404 names the sender if it is the one missing
+        employee_get(employee_id=receiver_id)
+    if not connected:
+        raise NotConnected(
+            f"Employees are not connected (员工未连接): {sender_id!r} -> {receiver_id!r}.",
+            details={"sender_id": sender_id, "receiver_id": receiver_id},
+        )
+
+
 def _lock_receiver_for_send(sender_id: str, receiver_id: str, stale_before) -> bool:
     """One statement: lock the receiver's row and learn whether the sender exists and the two are connected.
 
@@ -280,58 +342,87 @@ def _lock_receiver_for_send(sender_id: str, receiver_id: str, stale_before) -> b
     (sender first, as before) or 409 not_connected. Hand-written SQL: the ORM would compile this
     annotated query afresh on every send, which cost more than running it.
     """
-    qn = connection.ops.quote_name
-    employees, pk, seen = _table(Employee), qn("employee_id"), qn("last_seen")
-    low, high = sorted((sender_id, receiver_id))
+    checks, params = _send_checks_sql(sender_id, receiver_id, stale_before)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: IMMEDIATE serialises
-    sql = (
-        f"SELECT (SELECT {seen} < %s FROM {employees} WHERE {pk} = %s), "  # noqa: S608 - quoted names, values are parameters
-        f"EXISTS(SELECT 1 FROM {_table(Connection)} WHERE {qn('employee_a_id')} = %s AND {qn('employee_b_id')} = %s) "
-        f"FROM {employees} WHERE {pk} = %s{lock}"
-    )
+    sql = f"SELECT {checks} FROM {_table(Employee)} WHERE {connection.ops.quote_name('employee_id')} = %s{lock}"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(stale_before), sender_id, low, high, receiver_id])
+        cursor.execute(sql, [*params, receiver_id])
         row = cursor.fetchone()
-    if row is None or row[0] is None:
-        employee_get(employee_id=sender_id)  # the error path only: 404 names the sender if it is the one missing
-        employee_get(employee_id=receiver_id)
-    sender_stale, connected = row
-    if not connected:
-        raise NotConnected(
-            f"Employees are not connected (员工未连接): {sender_id!r} -> {receiver_id!r}.",
-            details={"sender_id": sender_id, "receiver_id": receiver_id},
-        )
+    sender_stale, connected = row or (None, False)
+    _refuse_unsendable(sender_id, receiver_id, row is not None, sender_stale, connected)
     return bool(sender_stale)
 
 
 def _insert_if_room(message: Message, max_size: int) -> bool:
-    """INSERT the message only if its (locked) receiver has room; one statement, False when the queue is full.
-
-    The room check is queue.has_room (live + 1 <= max_size) over a COUNT that stops at max_size rows. It
-    runs in the INSERT, a statement after the one that took the receiver's lock: under READ COMMITTED its
-    snapshot is taken after the lock was granted, so it sees every message a sender that held the lock
-    before us committed, and the bound stays strict.
-    """
-    qn = connection.ops.quote_name
-    fields = Message._meta.concrete_fields
-    values = [f.get_db_prep_save(f.pre_save(message, True), connection) for f in fields]
-    table = _table(Message)
-    live = (
-        f"SELECT 1 FROM {table} WHERE {qn('receiver_id')} = %s AND {qn('status')} IN (%s, %s) "  # noqa: S608
-        f"AND {qn('expires_at')} > %s LIMIT %s"
-    )
-    sql = (
-        f"INSERT INTO {table} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
-        f"SELECT {', '.join(['%s'] * len(fields))} WHERE (SELECT COUNT(*) FROM ({live}) live) + 1 <= %s"
-    )
-    now = connection.ops.adapt_datetimefield_value(message.created_at)
+    """INSERT the message only if its (locked) receiver has room (see _room_sql); False when the queue is full."""
+    insert, values = _insert_sql(message)
+    room, room_params = _room_sql(message, max_size)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, message.receiver_id, *(s.value for s in LIVE), now, max_size, max_size])
+        cursor.execute(f"{insert} WHERE {room}", [*values, *room_params])
         stored = cursor.rowcount == 1
     if stored:
-        message._state.adding = False
-        message._state.db = connection.alias
+        _stored(message)
     return stored
+
+
+def _one_round_trip_possible(receiver_id: str, conversation_id: Any) -> bool:
+    """Whether a send can go to PostgreSQL as one batch of statements (see _send_in_one_round_trip).
+
+    It needs autocommit (it brings its own BEGIN/COMMIT, which must not end a caller's transaction) and
+    client-side parameter binding (Django's default with psycopg 3; server-side binding refuses several
+    statements in one execute). Role receivers and conversation sends take the step-by-step path.
+    """
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and conversation_id is None
+        and not receiver_id.startswith(ROLE_PREFIX)
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
+
+
+def _send_in_one_round_trip(message: Message, max_size: int, stale_before) -> tuple[Message, bool, bool]:
+    """The whole send transaction in one round trip: ``BEGIN; lock; insert if sendable; COMMIT``.
+
+    The receiver's row lock is taken by a statement of its own, then a second statement decides over one
+    snapshot (taken after the lock was granted, so the bound stays strict, see _room_sql): the sender's
+    earlier message with the same message_id (returned instead, as a retry), both employees exist, they
+    are connected, and the queue has room; it inserts only when all hold and reports each answer. A
+    refused send commits nothing; the answers pick the error, in the step-by-step path's order.
+    Returns (message, created, sender touch due).
+    """
+    qn = connection.ops.quote_name
+    employees, pk = _table(Employee), qn("employee_id")
+    sender_id, receiver_id, client_id = message.sender_id, message.receiver_id, message.client_message_id
+    checks, check_params = _send_checks_sql(sender_id, receiver_id, stale_before)
+    room, room_params = _room_sql(message, max_size)
+    insert, values = _insert_sql(message)
+    sql = (
+        f"BEGIN; SELECT 1 FROM {employees} WHERE {pk} = %s FOR UPDATE; "  # noqa: S608 - quoted names, values are parameters
+        f"WITH checks AS (SELECT "
+        f"(SELECT {qn('id')} FROM {_table(Message)} WHERE {qn('sender_id')} = %s AND {qn('client_message_id')} = %s) "
+        f"AS earlier, EXISTS(SELECT 1 FROM {employees} WHERE {pk} = %s) AS found, {checks}, {room} AS room), "
+        f"stored AS ({insert} FROM checks WHERE earlier IS NULL AND found AND sender_stale IS NOT NULL "
+        f"AND connected AND room RETURNING 1) "
+        f"SELECT earlier, found, sender_stale, connected, EXISTS(SELECT 1 FROM stored) FROM checks; COMMIT"
+    )
+    params = [receiver_id, sender_id, client_id, receiver_id, *check_params, *room_params, *values]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            cursor.nextset()  # BEGIN's status, then the lock's row
+            cursor.nextset()
+            earlier, found, sender_stale, connected, inserted = cursor.fetchone()
+    except Exception:
+        if connection.connection is not None and connection.connection.info.transaction_status:
+            connection.connection.rollback()  # a failed statement left the batch's transaction open
+        raise
+    if inserted:
+        return _stored(message), True, bool(sender_stale)
+    if earlier is not None:
+        return Message.objects.get(pk=earlier), False, False
+    _refuse_unsendable(sender_id, receiver_id, found, sender_stale, connected)
+    raise QueueFull(details={"receiver_ids": [receiver_id], "max_size": max_size})
 
 
 def message_send(
@@ -358,32 +449,44 @@ def message_send(
     rules = limits()
     priority = int(queue.check_priority(priority))
     ttl = queue.resolve_ttl(ttl_seconds, rules)
-    if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
-        return existing, False  # checked before routing: a retried role send must not pick a second receiver
-    receiver_id = message_route(sender_id=sender_id, receiver_id=receiver_id, routing=routing)
     bound = max_size or rules.max_size
+
+    def new_message(receiver: str) -> Message:
+        now = timezone.now()
+        return Message(
+            sender_id=sender_id,
+            receiver_id=receiver,
+            message_type=message_type,
+            action=action,
+            data=data or {},
+            priority=priority,
+            created_at=now,
+            expires_at=queue.expiry_time(now, ttl),
+            correlation_id=correlation_id,
+            conversation_id=conversation_id,
+            client_message_id=message_id,
+        )
+
     try:
-        with transaction.atomic():
-            sender_stale = _lock_receiver_for_send(sender_id, receiver_id, timezone.now() - LAST_SEEN_RESOLUTION)
-            if conversation_id is not None:
-                _require_members(conversation_id, [sender_id, receiver_id])
-            now = timezone.now()
-            message = Message(
-                sender_id=sender_id,
-                receiver_id=receiver_id,
-                message_type=message_type,
-                action=action,
-                data=data or {},
-                priority=priority,
-                created_at=now,
-                expires_at=queue.expiry_time(now, ttl),
-                correlation_id=correlation_id,
-                conversation_id=conversation_id,
-                client_message_id=message_id,
+        if _one_round_trip_possible(receiver_id, conversation_id):
+            message, created, sender_stale = _send_in_one_round_trip(
+                new_message(receiver_id), bound, timezone.now() - LAST_SEEN_RESOLUTION
             )
-            if not _insert_if_room(message, bound):
-                raise QueueFull(details={"receiver_ids": [receiver_id], "max_size": bound})
-            publish(messages=[message], updates=[receiver_id, sender_id])
+            if not created:
+                return message, False
+            publish(messages=[message], updates=[receiver_id, sender_id])  # autocommit: sent at once
+        else:
+            if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
+                return existing, False  # checked before routing: a retried role send must not pick a second receiver
+            receiver_id = message_route(sender_id=sender_id, receiver_id=receiver_id, routing=routing)
+            with transaction.atomic():
+                sender_stale = _lock_receiver_for_send(sender_id, receiver_id, timezone.now() - LAST_SEEN_RESOLUTION)
+                if conversation_id is not None:
+                    _require_members(conversation_id, [sender_id, receiver_id])
+                message = new_message(receiver_id)
+                if not _insert_if_room(message, bound):
+                    raise QueueFull(details={"receiver_ids": [receiver_id], "max_size": bound})
+                publish(messages=[message], updates=[receiver_id, sender_id])
     except IntegrityError:
         # A concurrent request with the same message_id won the race: return what it stored.
         if (existing := _existing_by_client_id(sender_id, message_id)) is not None:

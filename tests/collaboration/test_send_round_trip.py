@@ -1,0 +1,98 @@
+"""A send outside any transaction is one round trip to PostgreSQL, with the step-by-step path's answers.
+
+Marker ``services``: needs the real PostgreSQL (the batch path is PostgreSQL-only); transactional tests,
+because the batch brings its own BEGIN/COMMIT and is used only in autocommit.
+"""
+
+import pytest
+from django.db import DataError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from psycopg.pq import TransactionStatus
+
+from collaboration import services
+from collaboration.models import Employee, Message
+from collaboration.serializers import message_data
+from seedproject.errors import NotConnected, NotFound, QueueFull
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def pair():
+    services.employee_register(employee_id="dev_001", role="developer")
+    services.employee_register(employee_id="qa_001", role="qa_engineer")
+    services.connection_create(employee_id="dev_001", target_employee_id="qa_001")
+
+
+def send(sender="dev_001", receiver="qa_001", **fields):
+    return services.message_send(sender_id=sender, receiver_id=receiver, message_type="notification", **fields)
+
+
+def idle() -> bool:
+    return connection.connection.info.transaction_status == TransactionStatus.IDLE
+
+
+def test_a_send_is_one_statement_batch_and_commits(pair):
+    send(action="warm")
+    with CaptureQueriesContext(connection) as captured:
+        message, created = send(action="hot", data={"text": "你好; COMMIT"}, priority=3, message_id="m-1")
+    assert created
+    [batch] = [q["sql"] for q in captured.captured_queries]
+    assert batch.startswith("BEGIN;") and batch.endswith("COMMIT")
+    assert idle()
+    assert message_data(message) == message_data(Message.objects.get(pk=message.pk))
+
+
+def test_refusals_name_the_same_party_and_store_nothing(pair, settings):
+    services.employee_register(employee_id="ops_001", role="devops")
+    with pytest.raises(NotFound) as exc:
+        send(sender="ghost", receiver="nobody")
+    assert exc.value.details == {"employee_id": "ghost"}
+    with pytest.raises(NotFound) as exc:
+        send(receiver="nobody")
+    assert exc.value.details == {"employee_id": "nobody"}
+    with pytest.raises(NotConnected):
+        send(receiver="ops_001")
+    settings.SEED_MESSAGE_QUEUE_MAX_SIZE = 1
+    send(action="fills", message_id="m-1")
+    with pytest.raises(QueueFull) as exc:
+        send(action="overflows")
+    assert exc.value.details == {"receiver_ids": ["qa_001"], "max_size": 1}
+    assert list(Message.objects.values_list("action", flat=True)) == ["fills"]
+    assert idle()
+
+
+def test_a_retried_message_id_returns_the_original_even_when_the_queue_is_full(pair, settings):
+    settings.SEED_MESSAGE_QUEUE_MAX_SIZE = 1
+    first, created = send(action="once", message_id="m-1")
+    again, created_again = send(action="twice", message_id="m-1")
+    assert (created, created_again) == (True, False)
+    assert again.pk == first.pk and again.action == "once"
+    assert Message.objects.count() == 1
+
+
+def test_a_stale_sender_is_touched_after_the_send(pair):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Employee.objects.filter(pk="dev_001").update(last_seen=timezone.now() - timedelta(hours=1))
+    send()
+    assert Employee.objects.get(pk="dev_001").last_seen > timezone.now() - timedelta(minutes=1)
+
+
+def test_a_statement_failing_inside_the_batch_leaves_no_open_transaction(pair):
+    with pytest.raises(DataError):
+        send(data={"text": "NUL \x00 is not allowed in jsonb"})
+    assert idle()
+    assert not Message.objects.exists()
+    message, created = send(action="after")
+    assert created and Message.objects.get().pk == message.pk
+
+
+def test_inside_a_callers_transaction_the_send_takes_the_step_by_step_path(pair):
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        send(action="nested")
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert not any(s.startswith("BEGIN;") for s in statements), statements
+    assert Message.objects.get().action == "nested"
