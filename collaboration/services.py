@@ -5,6 +5,7 @@ Every rule of the bus lives here or in the pure modules (protocol.py, queue.py);
 
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from collaboration.choices import EmployeeStatus, MessageStatus
 from collaboration.events import publish, publish_employee_update
 from collaboration.models import Connection, Conversation, ConversationParticipant, ConversationPost, Employee, Message
 from collaboration.protocol import MessageType
-from collaboration.selectors import conversation_get, employee_get
+from collaboration.selectors import columns, conversation_get, employee_get, rows_as
 from instances.balancing import UnknownStrategy, get_strategy
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
 from seedproject.counters import counter
@@ -365,24 +366,37 @@ def _insert_if_room(message: Message, max_size: int) -> bool:
     return stored
 
 
-def _one_round_trip_possible(receiver_id: str, conversation_id: Any) -> bool:
-    """Whether a send can go to PostgreSQL as one batch of statements (see _send_in_one_round_trip).
+def _batch_possible() -> bool:
+    """Whether a transaction may go to PostgreSQL as one batch of statements (``BEGIN; …; COMMIT``).
 
-    It needs autocommit (it brings its own BEGIN/COMMIT, which must not end a caller's transaction) and
-    client-side parameter binding (Django's default with psycopg 3; server-side binding refuses several
-    statements in one execute). Role receivers and conversation sends take the step-by-step path.
+    It needs autocommit (the batch brings its own BEGIN/COMMIT, which must not end a caller's
+    transaction) and client-side parameter binding (Django's default with psycopg 3; server-side
+    binding refuses several statements in one execute). Elsewhere the step-by-step path runs.
     """
     return (
         connection.vendor == "postgresql"
         and not connection.in_atomic_block
-        and conversation_id is None
-        and not receiver_id.startswith(ROLE_PREFIX)
         and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
     )
 
 
+@contextmanager
+def _one_batch():
+    """A cursor for one ``BEGIN; …; COMMIT`` batch; a failing statement's open transaction is rolled back."""
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    except Exception:
+        if connection.connection is not None and connection.connection.info.transaction_status:
+            connection.connection.rollback()
+        raise
+
+
 def _send_in_one_round_trip(message: Message, max_size: int, stale_before) -> tuple[Message, bool, bool]:
     """The whole send transaction in one round trip: ``BEGIN; lock; insert if sendable; COMMIT``.
+
+    Used outside a transaction on PostgreSQL (_batch_possible) for plain receivers without a
+    conversation; role receivers and conversation sends take the step-by-step path.
 
     The receiver's row lock is taken by a statement of its own, then a second statement decides over one
     snapshot (taken after the lock was granted, so the bound stays strict, see _room_sql): the sender's
@@ -407,16 +421,11 @@ def _send_in_one_round_trip(message: Message, max_size: int, stale_before) -> tu
         f"SELECT earlier, found, sender_stale, connected, EXISTS(SELECT 1 FROM stored) FROM checks; COMMIT"
     )
     params = [receiver_id, sender_id, client_id, receiver_id, *check_params, *room_params, *values]
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            cursor.nextset()  # BEGIN's status, then the lock's row
-            cursor.nextset()
-            earlier, found, sender_stale, connected, inserted = cursor.fetchone()
-    except Exception:
-        if connection.connection is not None and connection.connection.info.transaction_status:
-            connection.connection.rollback()  # a failed statement left the batch's transaction open
-        raise
+    with _one_batch() as cursor:
+        cursor.execute(sql, params)
+        cursor.nextset()  # BEGIN's status, then the lock's row
+        cursor.nextset()
+        earlier, found, sender_stale, connected, inserted = cursor.fetchone()
     if inserted:
         return _stored(message), True, bool(sender_stale)
     if earlier is not None:
@@ -468,7 +477,7 @@ def message_send(
         )
 
     try:
-        if _one_round_trip_possible(receiver_id, conversation_id):
+        if _batch_possible() and conversation_id is None and not receiver_id.startswith(ROLE_PREFIX):
             message, created, sender_stale = _send_in_one_round_trip(
                 new_message(receiver_id), bound, timezone.now() - LAST_SEEN_RESOLUTION
             )
@@ -539,6 +548,8 @@ def _reclaim_due(receiver_id: str, now) -> bool:
 
 
 def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
+    if _batch_possible():
+        return _lease_in_one_round_trip(receiver_id, limit, rules)
     with transaction.atomic():
         now = timezone.now()
         if _reclaim_due(receiver_id, now):
@@ -564,6 +575,52 @@ def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list
             message.delivery_count += 1
         publish_employee_update(receiver_id)
     return sorted(leased, key=lambda m: queue.ordering_key(m.priority, m.created_at))
+
+
+def _lease_in_one_round_trip(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
+    """_lease_batch's transaction as one batch of statements (PostgreSQL, autocommit; see _batch_possible).
+
+    The same steps in the same order, each its own statement so each sees the one before: expire what
+    outlived its TTL, return run-out leases to the queue (or to dead), then lease up to ``limit`` queued
+    rows (SKIP LOCKED) and read them back from the UPDATE's RETURNING. The reclaim UPDATEs run every time
+    instead of behind an EXISTS: when nothing is due they are the same index probe, and the round trip
+    is paid anyway.
+    """
+    qn = connection.ops.quote_name
+    table, status, lease, expires = _table(Message), qn("status"), qn("lease_expires_at"), qn("expires_at")
+    receiver, count = qn("receiver_id"), qn("delivery_count")
+    now = timezone.now()
+    lease_until = queue.lease_expiry(now, rules)
+    at, until = connection.ops.adapt_datetimefield_value(now), connection.ops.adapt_datetimefield_value(lease_until)
+    queued, leased, expired, dead = (
+        s.value for s in (MessageStatus.QUEUED, MessageStatus.LEASED, MessageStatus.EXPIRED, MessageStatus.DEAD)
+    )
+    sql = (
+        f"BEGIN; "  # noqa: S608 - quoted names, values are parameters
+        f"UPDATE {table} SET {status} = %s, {lease} = NULL "
+        f"WHERE {receiver} = %s AND {status} IN (%s, %s) AND {expires} <= %s; "
+        f"UPDATE {table} SET {status} = CASE WHEN {count} >= %s THEN %s ELSE %s END, {lease} = NULL "
+        f"WHERE {receiver} = %s AND {status} = %s AND {lease} <= %s; "
+        f"WITH picked AS (SELECT {qn('id')} FROM {table} WHERE {receiver} = %s AND {status} = %s "
+        f"ORDER BY {qn('priority')} DESC, {qn('created_at')} LIMIT %s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {table} SET {status} = %s, {lease} = %s, {count} = {table}.{count} + 1 FROM picked "
+        f"WHERE {table}.{qn('id')} = picked.{qn('id')} "
+        f"RETURNING {columns(Message, table)}; COMMIT"
+    )
+    params = [
+        expired, receiver_id, queued, leased, at,
+        rules.max_deliveries, dead, queued, receiver_id, leased, at,
+        receiver_id, queued, limit, leased, until,
+    ]  # fmt: skip
+    with _one_batch() as cursor:
+        cursor.execute(sql, params)
+        for _ in range(3):  # BEGIN, the two reclaim UPDATEs, then the leased rows
+            cursor.nextset()
+        leased_rows = rows_as(Message, cursor.fetchall())
+    if not leased_rows:
+        return []
+    publish_employee_update(receiver_id)  # autocommit: sent at once, after the commit
+    return sorted(leased_rows, key=lambda m: queue.ordering_key(m.priority, m.created_at))
 
 
 def messages_receive(*, employee_id: str, limit: int = 10, wait: float = 0) -> list[Message]:

@@ -215,3 +215,17 @@ def test_token_lookup_finds_registered_employees_only(pair):
     assert selectors.employee_id_for_token(token_hash=token_hash(token)) is None
     services.employee_register(employee_id="qa_001", role="qa_engineer")  # revived, same token
     assert selectors.employee_id_for_token(token_hash=token_hash(token)) == "qa_001"
+
+
+def test_employee_get_loads_what_the_orm_loads(pair):
+    from collaboration import selectors
+    from seedproject.errors import NotFound
+
+    loaded = selectors.employee_get(employee_id="qa_001")
+    expected = Employee.objects.get(pk="qa_001")
+    fields = [f.attname for f in Employee._meta.concrete_fields]
+    assert [getattr(loaded, f) for f in fields] == [getattr(expected, f) for f in fields]
+    assert loaded.last_seen.tzinfo is not None and not loaded._state.adding
+    with pytest.raises(NotFound) as exc:
+        selectors.employee_get(employee_id="ghost")
+    assert exc.value.details == {"employee_id": "ghost"}

@@ -1,4 +1,6 @@
-"""A send outside any transaction is one round trip to PostgreSQL, with the step-by-step path's answers.
+"""Outside any transaction a send, a receive and an ack are one round trip each to PostgreSQL.
+
+They give the step-by-step path's answers (which the rest of the suite pins inside test transactions).
 
 Marker ``services``: needs the real PostgreSQL (the batch path is PostgreSQL-only); transactional tests,
 because the batch brings its own BEGIN/COMMIT and is used only in autocommit.
@@ -96,3 +98,46 @@ def test_inside_a_callers_transaction_the_send_takes_the_step_by_step_path(pair)
     statements = [q["sql"] for q in captured.captured_queries]
     assert not any(s.startswith("BEGIN;") for s in statements), statements
     assert Message.objects.get().action == "nested"
+
+
+# --- receive -------------------------------------------------------------------------------------
+
+
+def past(seconds=1):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def test_a_receive_is_one_statement_batch_and_returns_what_it_stored(pair):
+    sent = [send(action=f"m{i}", priority=1 + i % 4, data={"i": i, "text": "你好"})[0] for i in range(6)]
+    with CaptureQueriesContext(connection) as captured:
+        got = services.messages_receive(employee_id="qa_001", limit=4)
+    batches = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("BEGIN;")]
+    assert len(batches) == 1
+    assert idle()
+    assert [m.action for m in got] == ["m3", "m2", "m1", "m5"]  # priority 4, 3, then 2 in sending order
+    assert [m.data for m in got] == [{"i": i, "text": "你好"} for i in (3, 2, 1, 5)]
+    stored = {m.pk: m for m in Message.objects.all()}
+    for m in got:
+        assert m.status == "leased" and m.delivery_count == 1 and m.lease_expires_at
+        assert message_data(m) == message_data(stored[m.pk])
+    assert {stored[m.pk].status for m in sent if m.pk not in {g.pk for g in got}} == {"queued"}
+
+
+def test_a_receive_reclaims_first_then_leases_in_the_same_batch(pair, settings):
+    settings.SEED_MAX_DELIVERIES = 2
+    stale, poison, fresh = (send(action=a)[0] for a in ("stale", "poison", "fresh"))
+    Message.objects.filter(pk=stale.pk).update(expires_at=past())
+    Message.objects.filter(pk=poison.pk).update(status="leased", delivery_count=2, lease_expires_at=past())
+    Message.objects.filter(pk=fresh.pk).update(status="leased", delivery_count=1, lease_expires_at=past())
+    got = services.messages_receive(employee_id="qa_001")
+    assert [m.pk for m in got] == [fresh.pk] and got[0].delivery_count == 2
+    statuses = dict(Message.objects.values_list("action", "status"))
+    assert statuses == {"stale": "expired", "poison": "dead", "fresh": "leased"}
+    assert services.messages_receive(employee_id="qa_001") == []
+    with pytest.raises(NotFound):
+        services.messages_receive(employee_id="ghost")
+    assert idle()
