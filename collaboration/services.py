@@ -4,6 +4,7 @@ Every rule of the bus lives here or in the pure modules (protocol.py, queue.py);
 """
 
 import time
+import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -643,27 +644,43 @@ def messages_receive(*, employee_id: str, limit: int = 10, wait: float = 0) -> l
         time.sleep(min(RECEIVE_POLL_SECONDS, remaining))
 
 
-@transaction.atomic
 def messages_ack(*, employee_id: str, ids: list[Any]) -> list[Message]:
     """Acknowledge the receiver's leased messages in one UPDATE; already acked ones are fine (idempotent).
 
     Unknown ids (or another receiver's) -> 404; a message that is not leased any more (its lease ran
-    out and it went back to the queue, or it expired or died) -> 409, and nothing is acked (the
-    transaction rolls the UPDATE back). One UPDATE, then one read of the rows (with the receiver's
-    last_seen, so the touch is skipped unless stale).
+    out and it went back to the queue, or it expired or died) -> 409, and nothing is acked. Outside a
+    transaction on PostgreSQL this is one statement (_ack_in_one_statement); elsewhere one UPDATE, then
+    one read of the rows (with the receiver's last_seen, so the touch is skipped unless stale), rolled
+    back on a refusal.
     """
     wanted = list(dict.fromkeys(str(i) for i in ids))
     if not wanted:
         employee_get(employee_id=employee_id)
         return []
-    acked = Message.objects.filter(receiver_id=employee_id, pk__in=wanted, status=MessageStatus.LEASED).update(
-        status=MessageStatus.ACKED, lease_expires_at=None
-    )
-    rows = list(
-        Message.objects.filter(receiver_id=employee_id, pk__in=wanted)
-        .select_related("receiver")
-        .order_by("-priority", "created_at")
-    )
+    if _batch_possible() and _canonical_ids(wanted):
+        rows, acked, receiver_stale = _ack_in_one_statement(employee_id, wanted)
+        _refuse_unackable(employee_id, wanted, rows)
+    else:
+        with transaction.atomic():
+            acked = Message.objects.filter(receiver_id=employee_id, pk__in=wanted, status=MessageStatus.LEASED).update(
+                status=MessageStatus.ACKED, lease_expires_at=None
+            )
+            rows = list(
+                Message.objects.filter(receiver_id=employee_id, pk__in=wanted)
+                .select_related("receiver")
+                .order_by("-priority", "created_at")
+            )
+            _refuse_unackable(employee_id, wanted, rows)
+            receiver_stale = rows[0].receiver.last_seen < timezone.now() - LAST_SEEN_RESOLUTION
+    if acked:
+        publish_employee_update(employee_id)
+    if receiver_stale:
+        employee_touch(employee_id=employee_id)
+    return rows
+
+
+def _refuse_unackable(employee_id: str, wanted: list[str], rows: list[Message]) -> None:
+    """404 when a wanted id is not in the employee's inbox (or the employee is unknown), 409 when one is stuck."""
     found = {str(m.pk): m for m in rows}
     missing = [i for i in wanted if i not in found]
     if missing:
@@ -672,11 +689,58 @@ def messages_ack(*, employee_id: str, ids: list[Any]) -> list[Message]:
     stuck = {i: m.status for i, m in found.items() if m.status != MessageStatus.ACKED}
     if stuck:
         raise Conflict("Only leased messages can be acknowledged.", details={"statuses": stuck})
-    if acked:
-        publish_employee_update(employee_id)
-    if rows and rows[0].receiver.last_seen < timezone.now() - LAST_SEEN_RESOLUTION:
-        employee_touch(employee_id=employee_id)
-    return rows
+
+
+def _canonical_ids(wanted: list[str]) -> bool:
+    """Whether every id is a UUID in its canonical text form (as the API passes them).
+
+    The one-statement ack decides "all found" in SQL, where any spelling of a UUID matches; the refusal
+    is decided over the canonical text, so other spellings take the step-by-step path, which rolls back.
+    """
+    try:
+        return all(str(uuid.UUID(i)) == i for i in wanted)
+    except ValueError:
+        return False
+
+
+def _ack_in_one_statement(employee_id: str, wanted: list[str]) -> tuple[list[Message], int, bool]:
+    """The ack as one statement (its own transaction): lock the wanted rows, ack only if all may be acked.
+
+    ``wanted`` locks the receiver's rows among the ids (FOR UPDATE: a row a concurrent lease, sweep or ack
+    changed is read at its newest version); ``verdict`` is "every id found and each leased or acked";
+    ``acked`` updates the leased ones only then. The rows come back with the UPDATE's effect applied in
+    Python (they are locked: no read-back), in dequeue order; when the verdict refused, whatever is not
+    leased or acked is what the caller's refusal names, as on the step-by-step path. Returns (rows, how
+    many were acked, whether the receiver's last_seen touch is due).
+    """
+    qn = connection.ops.quote_name
+    table, status, pk = _table(Message), qn("status"), qn("id")
+    leased, acked_status = MessageStatus.LEASED.value, MessageStatus.ACKED.value
+    sql = (
+        f"WITH wanted AS (SELECT {columns(Message)} FROM {table} "  # noqa: S608 - quoted names, values are parameters
+        f"WHERE {qn('receiver_id')} = %s AND {pk} = ANY(%s) FOR UPDATE), "
+        f"verdict AS (SELECT COUNT(*) = %s AND COALESCE(BOOL_AND({status} IN (%s, %s)), TRUE) AS ok FROM wanted), "
+        f"acked AS (UPDATE {table} SET {status} = %s, {qn('lease_expires_at')} = NULL FROM verdict "
+        f"WHERE verdict.ok AND {table}.{pk} IN (SELECT {pk} FROM wanted) AND {table}.{status} = %s RETURNING 1) "
+        f"SELECT {columns(Message, 'wanted')}, (SELECT ok FROM verdict), (SELECT COUNT(*) FROM acked), "
+        f"(SELECT {qn('last_seen')} < %s FROM {_table(Employee)} WHERE {qn('employee_id')} = %s) "
+        f"FROM wanted ORDER BY {qn('priority')} DESC, {qn('created_at')}"
+    )
+    stale_before = connection.ops.adapt_datetimefield_value(timezone.now() - LAST_SEEN_RESOLUTION)
+    params = [
+        employee_id, [uuid.UUID(i) for i in wanted], len(wanted), leased, acked_status,
+        acked_status, leased, stale_before, employee_id,
+    ]  # fmt: skip
+    width = len(Message._meta.concrete_fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        raw = cursor.fetchall()
+    rows = rows_as(Message, (r[:width] for r in raw))
+    _, acked, receiver_stale = raw[0][width:] if raw else (False, 0, False)
+    for message in rows:  # what the UPDATE wrote, or would have (a refusal raises over what is left)
+        if message.status == leased:
+            message.status, message.lease_expires_at = acked_status, None
+    return rows, acked, bool(receiver_stale)
 
 
 def message_ack(*, employee_id: str, message_id: Any) -> Message:

@@ -14,7 +14,7 @@ from psycopg.pq import TransactionStatus
 from collaboration import services
 from collaboration.models import Employee, Message
 from collaboration.serializers import message_data
-from seedproject.errors import NotConnected, NotFound, QueueFull
+from seedproject.errors import Conflict, NotConnected, NotFound, QueueFull
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -141,3 +141,54 @@ def test_a_receive_reclaims_first_then_leases_in_the_same_batch(pair, settings):
     with pytest.raises(NotFound):
         services.messages_receive(employee_id="ghost")
     assert idle()
+
+
+# --- ack -----------------------------------------------------------------------------------------
+
+
+def test_a_batch_ack_is_one_statement(pair):
+    for i in range(5):
+        send(action=f"m{i}")
+    got = services.messages_receive(employee_id="qa_001", limit=10)
+    with CaptureQueriesContext(connection) as captured:
+        acked = services.messages_ack(employee_id="qa_001", ids=[m.pk for m in reversed(got)])
+    assert len(captured.captured_queries) == 1
+    assert idle()
+    assert [m.pk for m in acked] == [m.pk for m in got]  # dequeue order
+    stored = {m.pk: m for m in Message.objects.all()}
+    assert all(m.status == "acked" and m.lease_expires_at is None for m in acked)
+    assert [message_data(m) for m in acked] == [message_data(stored[m.pk]) for m in acked]
+    again = services.messages_ack(employee_id="qa_001", ids=[got[0].pk])  # idempotent
+    assert [m.status for m in again] == ["acked"]
+
+
+def test_an_ack_refuses_all_or_nothing_naming_what_is_stuck(pair):
+    a, b, c = (send(action=x)[0] for x in "abc")
+    first, second = services.messages_receive(employee_id="qa_001", limit=2)
+    assert (first.pk, second.pk) == (a.pk, b.pk)
+    with pytest.raises(Conflict) as exc:
+        services.messages_ack(employee_id="qa_001", ids=[a.pk, b.pk, c.pk])  # c is still queued
+    assert exc.value.details == {"statuses": {str(c.pk): "queued"}}
+    assert set(Message.objects.filter(pk__in=[a.pk, b.pk]).values_list("status", flat=True)) == {"leased"}
+    with pytest.raises(NotFound) as exc:
+        services.messages_ack(employee_id="qa_001", ids=[a.pk, "00000000-0000-0000-0000-000000000000"])
+    assert exc.value.details == {"ids": ["00000000-0000-0000-0000-000000000000"]}
+    with pytest.raises(NotFound):
+        services.messages_ack(employee_id="dev_001", ids=[a.pk])  # another receiver's message
+    with pytest.raises(NotFound) as exc:
+        services.messages_ack(employee_id="ghost", ids=[a.pk])
+    assert exc.value.details == {"employee_id": "ghost"}
+    assert Message.objects.get(pk=a.pk).status == "leased"
+    assert idle()
+
+
+def test_an_ack_touches_a_stale_receiver(pair):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    send()
+    [got] = services.messages_receive(employee_id="qa_001")
+    Employee.objects.filter(pk="qa_001").update(last_seen=timezone.now() - timedelta(hours=1))
+    services.messages_ack(employee_id="qa_001", ids=[got.pk])
+    assert Employee.objects.get(pk="qa_001").last_seen > timezone.now() - timedelta(minutes=1)
