@@ -55,8 +55,8 @@ def _redis_group_keys(layer: Any, groups: list[str]) -> dict[str, list[tuple[str
 def _watched(layer: Any, groups: list[str]) -> set[str]:
     """The groups that have a member, asked of the layer's own storage; all of them when we cannot tell.
 
-    Most employees have no monitor open, and a send would otherwise build two stats snapshots (seven
-    queries) for nobody: bench/README.md measured that as 70% of a send's time. On channels-redis this
+    Most employees have no monitor open, and a send would otherwise build two stats snapshots for
+    nobody: bench/README.md measured that as 70% of a send's time. On channels-redis this
     is one EXISTS per shard (one in practice) however many groups a write touches, unless some of them
     are watched and others not.
     """

@@ -1,7 +1,8 @@
 """The bus's hot paths stay cheap: pinned statement counts for send, receive and ack; the batched TTL sweep.
 
 The counts include the SAVEPOINT/RELEASE pair of the service's atomic block (tests run inside a
-transaction); in production those are BEGIN/COMMIT.
+transaction), i.e. the step-by-step path. Outside a transaction on PostgreSQL a send, a receive and an
+ack are one round trip each: test_round_trips.py pins that.
 """
 
 from datetime import timedelta
