@@ -4,22 +4,24 @@ Every rule of the bus lives here or in the pure modules (protocol.py, queue.py);
 """
 
 import time
+import uuid
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, Q, Subquery
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from collaboration import queue
 from collaboration.choices import EmployeeStatus, MessageStatus
-from collaboration.events import publish_employee_update, publish_message
+from collaboration.events import publish, publish_employee_update
 from collaboration.models import Connection, Conversation, ConversationParticipant, ConversationPost, Employee, Message
 from collaboration.protocol import MessageType
-from collaboration.selectors import conversation_get, employee_get
+from collaboration.selectors import columns, conversation_get, employee_get, rows_as
 from instances.balancing import UnknownStrategy, get_strategy
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
 from seedproject.counters import counter
@@ -149,8 +151,7 @@ def connection_create(*, employee_id: str, target_employee_id: str) -> tuple[Con
     low, high = sorted((employee_id, target_employee_id))
     conn, created = Connection.objects.get_or_create(employee_a_id=low, employee_b_id=high)
     if created:
-        publish_employee_update(employee_id)
-        publish_employee_update(target_employee_id)
+        publish(updates=[employee_id, target_employee_id])
     return conn, created
 
 
@@ -165,8 +166,7 @@ def connection_delete(*, employee_id: str, target_employee_id: str) -> None:
             f"{employee_id!r} and {target_employee_id!r} are not connected.",
             details={"target_employee_id": target_employee_id},
         )
-    publish_employee_update(employee_id)
-    publish_employee_update(target_employee_id)
+    publish(updates=[employee_id, target_employee_id])
 
 
 def connections_prune(*, stale_seconds: int | None = None) -> int:
@@ -272,32 +272,168 @@ def _check_room(receiver_ids: list[str], max_size: int) -> None:
         raise QueueFull(details={"receiver_ids": full, "max_size": max_size})
 
 
-def _lock_receiver_for_send(sender_id: str, receiver_id: str):
-    """One statement: lock the receiver's row and learn whether the sender exists and the two are connected.
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
-    Returns the sender's last_seen. Raises 404 (sender first, as before) or 409 not_connected.
-    """
+
+def _send_checks_sql(sender_id: str, receiver_id: str, stale_before) -> tuple[str, list[Any]]:
+    """SQL columns, over one snapshot: is the sender's touch due (NULL: no such sender), are the two connected."""
+    qn = connection.ops.quote_name
+    employees, pk = _table(Employee), qn("employee_id")
     low, high = sorted((sender_id, receiver_id))
-    row = (
-        Employee.objects.select_for_update()
-        .filter(pk=receiver_id)
-        .annotate(
-            sender_seen=Subquery(Employee.objects.filter(pk=sender_id).order_by().values("last_seen")[:1]),
-            connected=Exists(Connection.objects.filter(employee_a_id=low, employee_b_id=high)),
-        )
-        .values_list("sender_seen", "connected")
-        .first()
+    sql = (
+        f"(SELECT {qn('last_seen')} < %s FROM {employees} WHERE {pk} = %s) AS sender_stale, "  # noqa: S608 - quoted names, values are parameters
+        f"EXISTS(SELECT 1 FROM {_table(Connection)} WHERE {qn('employee_a_id')} = %s AND {qn('employee_b_id')} = %s) "
+        "AS connected"
     )
-    if row is None or row[0] is None:
+    return sql, [connection.ops.adapt_datetimefield_value(stale_before), sender_id, low, high]
+
+
+def _room_sql(message: Message, max_size: int) -> tuple[str, list[Any]]:
+    """SQL condition: queue.has_room (live + 1 <= max_size) over a COUNT of the receiver's live messages.
+
+    The COUNT stops at max_size rows. It must run in a statement after the one that took the receiver's
+    lock: under READ COMMITTED that statement's snapshot is taken after the lock was granted, so it sees
+    every message a sender that held the lock before us committed, and the bound stays strict.
+    """
+    qn = connection.ops.quote_name
+    live = (
+        f"SELECT 1 FROM {_table(Message)} WHERE {qn('receiver_id')} = %s AND {qn('status')} IN (%s, %s) "  # noqa: S608
+        f"AND {qn('expires_at')} > %s LIMIT %s"
+    )
+    now = connection.ops.adapt_datetimefield_value(message.created_at)
+    return f"(SELECT COUNT(*) FROM ({live}) live) + 1 <= %s", [  # noqa: S608
+        message.receiver_id,
+        *(s.value for s in LIVE),
+        now,
+        max_size,
+        max_size,
+    ]
+
+
+def _insert_sql(message: Message) -> tuple[str, list[Any]]:
+    """``INSERT INTO message (columns) SELECT values`` of the message's row; the caller appends FROM/WHERE."""
+    qn = connection.ops.quote_name
+    fields = Message._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(message, True), connection) for f in fields]
+    columns = ", ".join(qn(f.column) for f in fields)
+    return f"INSERT INTO {_table(Message)} ({columns}) SELECT {', '.join(['%s'] * len(fields))}", values
+
+
+def _stored(message: Message) -> Message:
+    message._state.adding = False
+    message._state.db = connection.alias
+    return message
+
+
+def _refuse_unsendable(sender_id: str, receiver_id: str, found: bool, sender_stale: Any, connected: Any) -> None:
+    """404 for a missing sender (named first) or receiver, 409 when the two are not connected."""
+    if not found or sender_stale is None:
         employee_get(employee_id=sender_id)  # the error path only: 404 names the sender if it is the one missing
         employee_get(employee_id=receiver_id)
-    sender_seen, connected = row
     if not connected:
         raise NotConnected(
             f"Employees are not connected (员工未连接): {sender_id!r} -> {receiver_id!r}.",
             details={"sender_id": sender_id, "receiver_id": receiver_id},
         )
-    return sender_seen
+
+
+def _lock_receiver_for_send(sender_id: str, receiver_id: str, stale_before) -> bool:
+    """One statement: lock the receiver's row and learn whether the sender exists and the two are connected.
+
+    Returns whether the sender's last_seen is older than ``stale_before`` (its touch is due). Raises 404
+    (sender first, as before) or 409 not_connected. Hand-written SQL: the ORM would compile this
+    annotated query afresh on every send, which cost more than running it.
+    """
+    checks, params = _send_checks_sql(sender_id, receiver_id, stale_before)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: IMMEDIATE serialises
+    sql = f"SELECT {checks} FROM {_table(Employee)} WHERE {connection.ops.quote_name('employee_id')} = %s{lock}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, receiver_id])
+        row = cursor.fetchone()
+    sender_stale, connected = row or (None, False)
+    _refuse_unsendable(sender_id, receiver_id, row is not None, sender_stale, connected)
+    return bool(sender_stale)
+
+
+def _insert_if_room(message: Message, max_size: int) -> bool:
+    """INSERT the message only if its (locked) receiver has room (see _room_sql); False when the queue is full."""
+    insert, values = _insert_sql(message)
+    room, room_params = _room_sql(message, max_size)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{insert} WHERE {room}", [*values, *room_params])
+        stored = cursor.rowcount == 1
+    if stored:
+        _stored(message)
+    return stored
+
+
+def _batch_possible() -> bool:
+    """Whether a transaction may go to PostgreSQL as one batch of statements (``BEGIN; …; COMMIT``).
+
+    It needs autocommit (the batch brings its own BEGIN/COMMIT, which must not end a caller's
+    transaction) and client-side parameter binding (Django's default with psycopg 3; server-side
+    binding refuses several statements in one execute). Elsewhere the step-by-step path runs.
+    """
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
+
+
+@contextmanager
+def _one_batch():
+    """A cursor for one ``BEGIN; …; COMMIT`` batch; a failing statement's open transaction is rolled back."""
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    except Exception:
+        if connection.connection is not None and connection.connection.info.transaction_status:
+            connection.connection.rollback()
+        raise
+
+
+def _send_in_one_round_trip(message: Message, max_size: int, stale_before) -> tuple[Message, bool, bool]:
+    """The whole send transaction in one round trip: ``BEGIN; lock; insert if sendable; COMMIT``.
+
+    Used outside a transaction on PostgreSQL (_batch_possible) for plain receivers without a
+    conversation; role receivers and conversation sends take the step-by-step path.
+
+    The receiver's row lock is taken by a statement of its own, then a second statement decides over one
+    snapshot (taken after the lock was granted, so the bound stays strict, see _room_sql): the sender's
+    earlier message with the same message_id (returned instead, as a retry), both employees exist, they
+    are connected, and the queue has room; it inserts only when all hold and reports each answer. A
+    refused send commits nothing; the answers pick the error, in the step-by-step path's order.
+    Returns (message, created, sender touch due).
+    """
+    qn = connection.ops.quote_name
+    employees, pk = _table(Employee), qn("employee_id")
+    sender_id, receiver_id, client_id = message.sender_id, message.receiver_id, message.client_message_id
+    checks, check_params = _send_checks_sql(sender_id, receiver_id, stale_before)
+    room, room_params = _room_sql(message, max_size)
+    insert, values = _insert_sql(message)
+    sql = (
+        f"BEGIN; SELECT 1 FROM {employees} WHERE {pk} = %s FOR UPDATE; "  # noqa: S608 - quoted names, values are parameters
+        f"WITH checks AS (SELECT "
+        f"(SELECT {qn('id')} FROM {_table(Message)} WHERE {qn('sender_id')} = %s AND {qn('client_message_id')} = %s) "
+        f"AS earlier, EXISTS(SELECT 1 FROM {employees} WHERE {pk} = %s) AS found, {checks}, {room} AS room), "
+        f"stored AS ({insert} FROM checks WHERE earlier IS NULL AND found AND sender_stale IS NOT NULL "
+        f"AND connected AND room RETURNING 1) "
+        f"SELECT earlier, found, sender_stale, connected, EXISTS(SELECT 1 FROM stored) FROM checks; COMMIT"
+    )
+    params = [receiver_id, sender_id, client_id, receiver_id, *check_params, *room_params, *values]
+    with _one_batch() as cursor:
+        cursor.execute(sql, params)
+        cursor.nextset()  # BEGIN's status, then the lock's row
+        cursor.nextset()
+        earlier, found, sender_stale, connected, inserted = cursor.fetchone()
+    if inserted:
+        return _stored(message), True, bool(sender_stale)
+    if earlier is not None:
+        return Message.objects.get(pk=earlier), False, False
+    _refuse_unsendable(sender_id, receiver_id, found, sender_stale, connected)
+    raise QueueFull(details={"receiver_ids": [receiver_id], "max_size": max_size})
 
 
 def message_send(
@@ -324,39 +460,50 @@ def message_send(
     rules = limits()
     priority = int(queue.check_priority(priority))
     ttl = queue.resolve_ttl(ttl_seconds, rules)
-    if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
-        return existing, False  # checked before routing: a retried role send must not pick a second receiver
-    receiver_id = message_route(sender_id=sender_id, receiver_id=receiver_id, routing=routing)
     bound = max_size or rules.max_size
+
+    def new_message(receiver: str) -> Message:
+        now = timezone.now()
+        return Message(
+            sender_id=sender_id,
+            receiver_id=receiver,
+            message_type=message_type,
+            action=action,
+            data=data or {},
+            priority=priority,
+            created_at=now,
+            expires_at=queue.expiry_time(now, ttl),
+            correlation_id=correlation_id,
+            conversation_id=conversation_id,
+            client_message_id=message_id,
+        )
+
     try:
-        with transaction.atomic():
-            sender_last_seen = _lock_receiver_for_send(sender_id, receiver_id)
-            if conversation_id is not None:
-                _require_members(conversation_id, [sender_id, receiver_id])
-            _check_room([receiver_id], bound)
-            now = timezone.now()
-            message = Message.objects.create(
-                sender_id=sender_id,
-                receiver_id=receiver_id,
-                message_type=message_type,
-                action=action,
-                data=data or {},
-                priority=priority,
-                created_at=now,
-                expires_at=queue.expiry_time(now, ttl),
-                correlation_id=correlation_id,
-                conversation_id=conversation_id,
-                client_message_id=message_id,
+        if _batch_possible() and conversation_id is None and not receiver_id.startswith(ROLE_PREFIX):
+            message, created, sender_stale = _send_in_one_round_trip(
+                new_message(receiver_id), bound, timezone.now() - LAST_SEEN_RESOLUTION
             )
-            publish_message(message)
-            publish_employee_update(receiver_id)
-            publish_employee_update(sender_id)
+            if not created:
+                return message, False
+            publish(messages=[message], updates=[receiver_id, sender_id])  # autocommit: sent at once
+        else:
+            if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
+                return existing, False  # checked before routing: a retried role send must not pick a second receiver
+            receiver_id = message_route(sender_id=sender_id, receiver_id=receiver_id, routing=routing)
+            with transaction.atomic():
+                sender_stale = _lock_receiver_for_send(sender_id, receiver_id, timezone.now() - LAST_SEEN_RESOLUTION)
+                if conversation_id is not None:
+                    _require_members(conversation_id, [sender_id, receiver_id])
+                message = new_message(receiver_id)
+                if not _insert_if_room(message, bound):
+                    raise QueueFull(details={"receiver_ids": [receiver_id], "max_size": bound})
+                publish(messages=[message], updates=[receiver_id, sender_id])
     except IntegrityError:
         # A concurrent request with the same message_id won the race: return what it stored.
         if (existing := _existing_by_client_id(sender_id, message_id)) is not None:
             return existing, False
         raise
-    if sender_last_seen < now - LAST_SEEN_RESOLUTION:
+    if sender_stale:
         # After commit, in its own statement: no second row lock inside the send transaction (two senders
         # writing to each other could otherwise deadlock on the touch), and usually skipped entirely.
         employee_touch(employee_id=sender_id)
@@ -403,6 +550,8 @@ def _reclaim_due(receiver_id: str, now) -> bool:
 
 
 def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
+    if _batch_possible():
+        return _lease_in_one_round_trip(receiver_id, limit, rules)
     with transaction.atomic():
         now = timezone.now()
         if _reclaim_due(receiver_id, now):
@@ -430,6 +579,52 @@ def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list
     return sorted(leased, key=lambda m: queue.ordering_key(m.priority, m.created_at))
 
 
+def _lease_in_one_round_trip(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
+    """_lease_batch's transaction as one batch of statements (PostgreSQL, autocommit; see _batch_possible).
+
+    The same steps in the same order, each its own statement so each sees the one before: expire what
+    outlived its TTL, return run-out leases to the queue (or to dead), then lease up to ``limit`` queued
+    rows (SKIP LOCKED) and read them back from the UPDATE's RETURNING. The reclaim UPDATEs run every time
+    instead of behind an EXISTS: when nothing is due they are the same index probe, and the round trip
+    is paid anyway.
+    """
+    qn = connection.ops.quote_name
+    table, status, lease, expires = _table(Message), qn("status"), qn("lease_expires_at"), qn("expires_at")
+    receiver, count = qn("receiver_id"), qn("delivery_count")
+    now = timezone.now()
+    lease_until = queue.lease_expiry(now, rules)
+    at, until = connection.ops.adapt_datetimefield_value(now), connection.ops.adapt_datetimefield_value(lease_until)
+    queued, leased, expired, dead = (
+        s.value for s in (MessageStatus.QUEUED, MessageStatus.LEASED, MessageStatus.EXPIRED, MessageStatus.DEAD)
+    )
+    sql = (
+        f"BEGIN; "  # noqa: S608 - quoted names, values are parameters
+        f"UPDATE {table} SET {status} = %s, {lease} = NULL "
+        f"WHERE {receiver} = %s AND {status} IN (%s, %s) AND {expires} <= %s; "
+        f"UPDATE {table} SET {status} = CASE WHEN {count} >= %s THEN %s ELSE %s END, {lease} = NULL "
+        f"WHERE {receiver} = %s AND {status} = %s AND {lease} <= %s; "
+        f"WITH picked AS (SELECT {qn('id')} FROM {table} WHERE {receiver} = %s AND {status} = %s "
+        f"ORDER BY {qn('priority')} DESC, {qn('created_at')} LIMIT %s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {table} SET {status} = %s, {lease} = %s, {count} = {table}.{count} + 1 FROM picked "
+        f"WHERE {table}.{qn('id')} = picked.{qn('id')} "
+        f"RETURNING {columns(Message, table)}; COMMIT"
+    )
+    params = [
+        expired, receiver_id, queued, leased, at,
+        rules.max_deliveries, dead, queued, receiver_id, leased, at,
+        receiver_id, queued, limit, leased, until,
+    ]  # fmt: skip
+    with _one_batch() as cursor:
+        cursor.execute(sql, params)
+        for _ in range(3):  # BEGIN, the two reclaim UPDATEs, then the leased rows
+            cursor.nextset()
+        leased_rows = rows_as(Message, cursor.fetchall())
+    if not leased_rows:
+        return []
+    publish_employee_update(receiver_id)  # autocommit: sent at once, after the commit
+    return sorted(leased_rows, key=lambda m: queue.ordering_key(m.priority, m.created_at))
+
+
 def messages_receive(*, employee_id: str, limit: int = 10, wait: float = 0) -> list[Message]:
     """Lease up to ``limit`` due messages, highest priority first, FIFO within a priority.
 
@@ -451,27 +646,43 @@ def messages_receive(*, employee_id: str, limit: int = 10, wait: float = 0) -> l
         time.sleep(min(RECEIVE_POLL_SECONDS, remaining))
 
 
-@transaction.atomic
 def messages_ack(*, employee_id: str, ids: list[Any]) -> list[Message]:
     """Acknowledge the receiver's leased messages in one UPDATE; already acked ones are fine (idempotent).
 
     Unknown ids (or another receiver's) -> 404; a message that is not leased any more (its lease ran
-    out and it went back to the queue, or it expired or died) -> 409, and nothing is acked (the
-    transaction rolls the UPDATE back). One UPDATE, then one read of the rows (with the receiver's
-    last_seen, so the touch is skipped unless stale).
+    out and it went back to the queue, or it expired or died) -> 409, and nothing is acked. Outside a
+    transaction on PostgreSQL this is one statement (_ack_in_one_statement); elsewhere one UPDATE, then
+    one read of the rows (with the receiver's last_seen, so the touch is skipped unless stale), rolled
+    back on a refusal.
     """
     wanted = list(dict.fromkeys(str(i) for i in ids))
     if not wanted:
         employee_get(employee_id=employee_id)
         return []
-    acked = Message.objects.filter(receiver_id=employee_id, pk__in=wanted, status=MessageStatus.LEASED).update(
-        status=MessageStatus.ACKED, lease_expires_at=None
-    )
-    rows = list(
-        Message.objects.filter(receiver_id=employee_id, pk__in=wanted)
-        .select_related("receiver")
-        .order_by("-priority", "created_at")
-    )
+    if _batch_possible() and _canonical_ids(wanted):
+        rows, acked, receiver_stale = _ack_in_one_statement(employee_id, wanted)
+        _refuse_unackable(employee_id, wanted, rows)
+    else:
+        with transaction.atomic():
+            acked = Message.objects.filter(receiver_id=employee_id, pk__in=wanted, status=MessageStatus.LEASED).update(
+                status=MessageStatus.ACKED, lease_expires_at=None
+            )
+            rows = list(
+                Message.objects.filter(receiver_id=employee_id, pk__in=wanted)
+                .select_related("receiver")
+                .order_by("-priority", "created_at")
+            )
+            _refuse_unackable(employee_id, wanted, rows)
+            receiver_stale = rows[0].receiver.last_seen < timezone.now() - LAST_SEEN_RESOLUTION
+    if acked:
+        publish_employee_update(employee_id)
+    if receiver_stale:
+        employee_touch(employee_id=employee_id)
+    return rows
+
+
+def _refuse_unackable(employee_id: str, wanted: list[str], rows: list[Message]) -> None:
+    """404 when a wanted id is not in the employee's inbox (or the employee is unknown), 409 when one is stuck."""
     found = {str(m.pk): m for m in rows}
     missing = [i for i in wanted if i not in found]
     if missing:
@@ -480,11 +691,58 @@ def messages_ack(*, employee_id: str, ids: list[Any]) -> list[Message]:
     stuck = {i: m.status for i, m in found.items() if m.status != MessageStatus.ACKED}
     if stuck:
         raise Conflict("Only leased messages can be acknowledged.", details={"statuses": stuck})
-    if acked:
-        publish_employee_update(employee_id)
-    if rows and rows[0].receiver.last_seen < timezone.now() - LAST_SEEN_RESOLUTION:
-        employee_touch(employee_id=employee_id)
-    return rows
+
+
+def _canonical_ids(wanted: list[str]) -> bool:
+    """Whether every id is a UUID in its canonical text form (as the API passes them).
+
+    The one-statement ack decides "all found" in SQL, where any spelling of a UUID matches; the refusal
+    is decided over the canonical text, so other spellings take the step-by-step path, which rolls back.
+    """
+    try:
+        return all(str(uuid.UUID(i)) == i for i in wanted)
+    except ValueError:
+        return False
+
+
+def _ack_in_one_statement(employee_id: str, wanted: list[str]) -> tuple[list[Message], int, bool]:
+    """The ack as one statement (its own transaction): lock the wanted rows, ack only if all may be acked.
+
+    ``wanted`` locks the receiver's rows among the ids (FOR UPDATE: a row a concurrent lease, sweep or ack
+    changed is read at its newest version); ``verdict`` is "every id found and each leased or acked";
+    ``acked`` updates the leased ones only then. The rows come back with the UPDATE's effect applied in
+    Python (they are locked: no read-back), in dequeue order; when the verdict refused, whatever is not
+    leased or acked is what the caller's refusal names, as on the step-by-step path. Returns (rows, how
+    many were acked, whether the receiver's last_seen touch is due).
+    """
+    qn = connection.ops.quote_name
+    table, status, pk = _table(Message), qn("status"), qn("id")
+    leased, acked_status = MessageStatus.LEASED.value, MessageStatus.ACKED.value
+    sql = (
+        f"WITH wanted AS (SELECT {columns(Message)} FROM {table} "  # noqa: S608 - quoted names, values are parameters
+        f"WHERE {qn('receiver_id')} = %s AND {pk} = ANY(%s) FOR UPDATE), "
+        f"verdict AS (SELECT COUNT(*) = %s AND COALESCE(BOOL_AND({status} IN (%s, %s)), TRUE) AS ok FROM wanted), "
+        f"acked AS (UPDATE {table} SET {status} = %s, {qn('lease_expires_at')} = NULL FROM verdict "
+        f"WHERE verdict.ok AND {table}.{pk} IN (SELECT {pk} FROM wanted) AND {table}.{status} = %s RETURNING 1) "
+        f"SELECT {columns(Message, 'wanted')}, (SELECT ok FROM verdict), (SELECT COUNT(*) FROM acked), "
+        f"(SELECT {qn('last_seen')} < %s FROM {_table(Employee)} WHERE {qn('employee_id')} = %s) "
+        f"FROM wanted ORDER BY {qn('priority')} DESC, {qn('created_at')}"
+    )
+    stale_before = connection.ops.adapt_datetimefield_value(timezone.now() - LAST_SEEN_RESOLUTION)
+    params = [
+        employee_id, [uuid.UUID(i) for i in wanted], len(wanted), leased, acked_status,
+        acked_status, leased, stale_before, employee_id,
+    ]  # fmt: skip
+    width = len(Message._meta.concrete_fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        raw = cursor.fetchall()
+    rows = rows_as(Message, (r[:width] for r in raw))
+    _, acked, receiver_stale = raw[0][width:] if raw else (False, 0, False)
+    for message in rows:  # what the UPDATE wrote, or would have (a refusal raises over what is left)
+        if message.status == leased:
+            message.status, message.lease_expires_at = acked_status, None
+    return rows, acked, bool(receiver_stale)
 
 
 def message_ack(*, employee_id: str, message_id: Any) -> Message:
@@ -557,8 +815,7 @@ def messages_expire(*, batch_size: int | None = None) -> dict[str, int]:
         [rules.max_deliveries, MessageStatus.DEAD.value, MessageStatus.QUEUED.value],
         size,
     )
-    for receiver_id in list(dict.fromkeys(r[0] for r in expired + reclaimed))[:EXPIRE_EVENT_RECEIVERS]:
-        publish_employee_update(receiver_id)
+    publish(updates=list(dict.fromkeys(r[0] for r in expired + reclaimed))[:EXPIRE_EVENT_RECEIVERS])
     new_statuses = [r[1] for r in reclaimed]
     return {
         "expired": len(expired),
@@ -574,8 +831,7 @@ def messages_expire_now(*, ids: Iterable[Any]) -> int:
     changed = Message.objects.filter(pk__in=list(ids), status__in=LIVE).update(
         status=MessageStatus.EXPIRED, lease_expires_at=None, expires_at=timezone.now()
     )
-    for receiver_id in receivers:
-        publish_employee_update(receiver_id)
+    publish(updates=sorted(receivers))
     return changed
 
 
@@ -598,8 +854,7 @@ def messages_requeue_dead(*, ids: Iterable[Any] | None = None, receiver_id: str 
         lease_expires_at=None,
         expires_at=queue.expiry_time(now, limits().default_ttl),
     )
-    for rid in receivers:
-        publish_employee_update(rid)
+    publish(updates=sorted(receivers))
     return changed
 
 
@@ -632,8 +887,7 @@ def conversation_create(
             if not isinstance(action, str) or len(action) > 128:
                 raise invalid("initial_message", "action must be a string of at most 128 characters.")
             conversation_post(conversation_id=conversation.pk, sender_id=employee_id, action=action, data=payload)
-        for member in members:
-            publish_employee_update(member)
+        publish(updates=members)
     return Conversation.objects.prefetch_related("memberships").get(pk=conversation.pk)
 
 
@@ -680,8 +934,5 @@ def conversation_post(
             for other in others
         )
         employee_touch(employee_id=sender_id)
-        for message in messages:
-            publish_message(message)
-            publish_employee_update(message.receiver_id)
-        publish_employee_update(sender_id)
+        publish(messages=messages, updates=[*(m.receiver_id for m in messages), sender_id])
     return post

@@ -17,12 +17,12 @@ from collaboration.serializers import (
     PostSerializer,
     ReceiveSerializer,
     RegisterSerializer,
-    SendSerializer,
     connection_data,
     conversation_data,
     employee_data,
     message_data,
     post_data,
+    send_params,
 )
 from seedproject.api import page_params, validated
 from seedproject.permissions import AnyPrincipal, ConversationMember, EmployeeSelf, Enroller, ReadAnyWriteEmployeeSelf
@@ -120,7 +120,7 @@ class MessagesView(EmployeeView):
 
     @schema.message_send
     def post(self, request: Request, employee_id: str) -> Response:
-        message, created = services.message_send(sender_id=employee_id, **validated(SendSerializer, request.data))
+        message, created = services.message_send(sender_id=employee_id, **send_params(request.data))
         return Response({"success": True, "message": message_data(message)}, status=_created(created))
 
     @schema.message_list

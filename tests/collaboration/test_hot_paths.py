@@ -1,7 +1,8 @@
 """The bus's hot paths stay cheap: pinned statement counts for send, receive and ack; the batched TTL sweep.
 
 The counts include the SAVEPOINT/RELEASE pair of the service's atomic block (tests run inside a
-transaction); in production those are BEGIN/COMMIT.
+transaction), i.e. the step-by-step path. Outside a transaction on PostgreSQL a send, a receive and an
+ack are one round trip each: test_round_trips.py pins that.
 """
 
 from datetime import timedelta
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from collaboration import services
 from collaboration.models import Employee, Message
-from seedproject.errors import Conflict, NotConnected, NotFound
+from seedproject.errors import Conflict, NotConnected, NotFound, QueueFull
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +41,47 @@ def past(seconds=1):
 # --- send ----------------------------------------------------------------------------------------
 
 
-def test_send_is_one_lock_query_one_count_one_insert(pair, django_assert_max_num_queries):
+def test_send_is_one_lock_query_and_one_insert_that_counts(pair, django_assert_max_num_queries):
     send("warm")
-    # SAVEPOINT, SELECT receiver FOR UPDATE (+ sender, connection), COUNT, INSERT, RELEASE (was 9).
-    with django_assert_max_num_queries(5):
+    # SAVEPOINT, SELECT receiver FOR UPDATE (+ sender, connection), INSERT … WHERE room, RELEASE (was 9, then 5).
+    with django_assert_max_num_queries(4):
         send("hot")
+
+
+def test_send_stores_exactly_the_message_it_returns(pair):
+    from collaboration.serializers import message_data
+
+    plain = send("plain")
+    full = send(
+        "full",
+        data={"text": "你好", "nested": {"n": [1, 2.5, None, True]}},
+        priority=4,
+        ttl_seconds=30,
+        correlation_id="corr-1",
+        message_id="client-1",
+    )
+    for message in (plain, full):
+        assert not message._state.adding
+        assert message_data(message) == message_data(Message.objects.get(pk=message.pk))
+    again, created = services.message_send(
+        sender_id="dev_001", receiver_id="qa_001", message_type="notification", message_id="client-1"
+    )
+    assert (again.pk, created) == (full.pk, False)
+
+
+def test_send_into_a_full_queue_stores_nothing(pair, settings):
+    settings.SEED_MESSAGE_QUEUE_MAX_SIZE = 2
+    first, second = send("a"), send("b")
+    with pytest.raises(QueueFull) as exc:
+        send("c")
+    assert exc.value.details == {"receiver_ids": ["qa_001"], "max_size": 2}
+    assert set(Message.objects.values_list("pk", flat=True)) == {first.pk, second.pk}
+    Message.objects.filter(pk=first.pk).update(expires_at=past())  # past its TTL: no longer counts
+    assert send("d").action == "d"
+    Message.objects.filter(pk=second.pk).update(status="acked")
+    assert send("e").action == "e"
+    with pytest.raises(QueueFull):
+        send("f")
 
 
 def test_send_does_not_read_back_or_touch_a_fresh_sender(pair):

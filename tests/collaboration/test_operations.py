@@ -161,7 +161,7 @@ def test_events_are_sent_only_after_commit(pair, django_capture_on_commit_callba
     def send_and_commit():
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
             message = send("hello")
-        assert len(callbacks) == 3  # the message + two employee updates, all deferred to after commit
+        assert len(callbacks) == 1  # the message + two employee updates: one callback, one "who watches" query
         return message
 
     async def scenario():
@@ -180,6 +180,71 @@ def test_events_are_sent_only_after_commit(pair, django_capture_on_commit_callba
     assert first["type"] == "message" and first["message"]["id"] == str(message.pk)
     assert second["type"] == "employee_update" and second["stats"]["message_stats"]["queued"] == 1
     assert second["seq"] == first["seq"] + 1
+
+
+def test_a_send_asks_once_who_watches_its_three_events(pair, monkeypatch, django_capture_on_commit_callbacks):
+    asked = []
+    real = events._watched
+    monkeypatch.setattr(events, "_watched", lambda layer, groups: asked.append(groups) or real(layer, groups))
+    with django_capture_on_commit_callbacks(execute=True):
+        send("hello")
+    assert asked == [[events.employee_group("qa_001"), events.employee_group("dev_001")]]
+
+
+def test_watched_names_exactly_the_groups_with_a_member():
+    groups = [events.employee_group(e) for e in ("w_a", "w_b", "w_c")]
+
+    async def scenario():
+        layer = get_channel_layer()
+        answers = [events._watched(layer, groups)]  # nobody
+        channel = await layer.new_channel()
+        await layer.group_add(groups[1], channel)
+        try:
+            answers.append(events._watched(layer, groups))  # some
+            for group in (groups[0], groups[2]):
+                await layer.group_add(group, channel)
+            answers.append(events._watched(layer, groups))  # all
+        finally:
+            for group in groups:
+                await layer.group_discard(group, channel)
+        return answers
+
+    assert async_to_sync(scenario)() == [set(), {groups[1]}, set(groups)]
+
+
+def test_one_failing_event_does_not_stop_the_others(pair, monkeypatch, django_capture_on_commit_callbacks):
+    real_update = events._employee_update
+
+    def update(employee_id):
+        if employee_id == "qa_001":
+            raise RuntimeError("stats unavailable")
+        return real_update(employee_id)
+
+    monkeypatch.setattr(events, "_employee_update", update)
+
+    async def scenario():
+        layer = get_channel_layer()
+        channels = {}
+        for employee_id in ("qa_001", "dev_001"):
+            channels[employee_id] = await layer.new_channel()
+            await layer.group_add(events.employee_group(employee_id), channels[employee_id])
+        try:
+
+            def send_and_commit():
+                with django_capture_on_commit_callbacks(execute=True):
+                    send("hello")
+
+            await sync_to_async(send_and_commit)()
+            to_receiver = await asyncio.wait_for(layer.receive(channels["qa_001"]), 5)
+            to_sender = await asyncio.wait_for(layer.receive(channels["dev_001"]), 5)
+        finally:
+            for employee_id, channel in channels.items():
+                await layer.group_discard(events.employee_group(employee_id), channel)
+        return to_receiver, to_sender
+
+    to_receiver, to_sender = async_to_sync(scenario)()
+    assert to_receiver["type"] == "message"
+    assert to_sender["type"] == "employee_update" and to_sender["stats"]["employee_id"] == "dev_001"
 
 
 def test_long_employee_ids_get_a_valid_group_name():

@@ -201,3 +201,82 @@ def test_message_queue_facade(pair):
     assert got.pk == first.pk
     mq.ack("qa_001", got.pk)
     assert mq.size("qa_001") == 1 and not mq.is_full("qa_001")
+
+
+def test_token_lookup_finds_registered_employees_only(pair):
+    from collaboration import selectors
+    from seedproject.security import token_hash
+
+    token = services.employee_token_rotate(employee_id="qa_001")
+    assert selectors.employee_id_for_token(token_hash=token_hash(token)) == "qa_001"
+    assert selectors.employee_id_for_token(token_hash=token_hash(token + "x")) is None
+    assert selectors.employee_id_for_token(token_hash="") is None
+    services.employee_unregister(employee_id="qa_001")
+    assert selectors.employee_id_for_token(token_hash=token_hash(token)) is None
+    services.employee_register(employee_id="qa_001", role="qa_engineer")  # revived, same token
+    assert selectors.employee_id_for_token(token_hash=token_hash(token)) == "qa_001"
+
+
+def test_employee_get_loads_what_the_orm_loads(pair):
+    from collaboration import selectors
+    from seedproject.errors import NotFound
+
+    loaded = selectors.employee_get(employee_id="qa_001")
+    expected = Employee.objects.get(pk="qa_001")
+    fields = [f.attname for f in Employee._meta.concrete_fields]
+    assert [getattr(loaded, f) for f in fields] == [getattr(expected, f) for f in fields]
+    assert loaded.last_seen.tzinfo is not None and not loaded._state.adding
+    with pytest.raises(NotFound) as exc:
+        selectors.employee_get(employee_id="ghost")
+    assert exc.value.details == {"employee_id": "ghost"}
+
+
+def _stats_by_orm(employee_id):
+    """employee_stats's numbers as the ORM counts them (the definitions the plain SQL must keep)."""
+    from django.db.models import Q
+
+    from collaboration.models import ConversationParticipant
+
+    now = timezone.now()
+    inbox = Message.objects.filter(receiver_id=employee_id)
+    waiting = inbox.filter(status="queued", expires_at__gt=now)
+    return {
+        "connections": Connection.objects.filter(Q(employee_a_id=employee_id) | Q(employee_b_id=employee_id)).count(),
+        "conversations": ConversationParticipant.objects.filter(employee_id=employee_id).count(),
+        "queue_depth": {str(p): waiting.filter(priority=p).count() for p in (1, 2, 3, 4)},
+        "queue_size": inbox.filter(status__in=["queued", "leased"], expires_at__gt=now).count(),
+        "message_stats": {
+            "sent": Message.objects.filter(sender_id=employee_id).count(),
+            "received": inbox.filter(delivery_count__gt=0).count(),
+            "acked": inbox.filter(status="acked").count(),
+            "queued": waiting.count(),
+            "leased": inbox.filter(status="leased").count(),
+            "expired": inbox.filter(status="expired").count(),
+            "dead": inbox.filter(status="dead").count(),
+            "total": inbox.count(),
+        },
+    }
+
+
+def test_employee_stats_counts_what_the_definitions_say(pair, settings):
+    from collaboration import selectors
+
+    settings.SEED_MESSAGE_QUEUE_MAX_SIZE = 100
+    services.employee_register(employee_id="ops_001", role="devops")
+    services.connection_create(employee_id="qa_001", target_employee_id="ops_001")
+    services.conversation_create(employee_id="dev_001", participants=["dev_001", "qa_001"], topic="t")
+    for i in range(12):
+        send(priority=1 + i % 4, action=f"m{i}")
+    services.message_send(sender_id="qa_001", receiver_id="dev_001", message_type="query")
+    leased = services.messages_receive(employee_id="qa_001", limit=5)
+    services.messages_ack(employee_id="qa_001", ids=[m.pk for m in leased[:2]])
+    Message.objects.filter(pk=leased[2].pk).update(status="dead")
+    Message.objects.filter(action="m0").update(status="expired")
+    Message.objects.filter(action="m10").update(expires_at=timezone.now() - timedelta(seconds=1))  # queued, past TTL
+    for employee_id in ("qa_001", "dev_001", "ops_001"):
+        stats = selectors.employee_stats(employee_id=employee_id)
+        assert {k: stats[k] for k in _stats_by_orm(employee_id)} == _stats_by_orm(employee_id), employee_id
+        assert stats["employee_id"] == employee_id and stats["queue_max_size"] == 100
+    qa = selectors.employee_stats(employee_id="qa_001")
+    assert qa["message_stats"]["total"] == 12 and qa["connections"] == 2 and qa["conversations"] == 1
+    assert qa["queue_size"] == 7  # 12 - 2 acked - 1 dead - 1 expired - 1 queued past its TTL
