@@ -6,7 +6,6 @@ Every rule of the bus lives here or in the pure modules (protocol.py, queue.py);
 import time
 import uuid
 from collections.abc import Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from collaboration.selectors import columns, conversation_get, employee_get, row
 from instances.balancing import UnknownStrategy, get_strategy
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
 from seedproject.counters import counter
-from seedproject.db import release_connection_while_waiting
+from seedproject.db import batch_possible, one_batch, release_connection_while_waiting
 from seedproject.errors import Conflict, DomainError, Forbidden, NotConnected, NotFound, QueueFull, invalid
 from seedproject.security import token_hash, token_issue
 
@@ -368,36 +367,10 @@ def _insert_if_room(message: Message, max_size: int) -> bool:
     return stored
 
 
-def _batch_possible() -> bool:
-    """Whether a transaction may go to PostgreSQL as one batch of statements (``BEGIN; …; COMMIT``).
-
-    It needs autocommit (the batch brings its own BEGIN/COMMIT, which must not end a caller's
-    transaction) and client-side parameter binding (Django's default with psycopg 3; server-side
-    binding refuses several statements in one execute). Elsewhere the step-by-step path runs.
-    """
-    return (
-        connection.vendor == "postgresql"
-        and not connection.in_atomic_block
-        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
-    )
-
-
-@contextmanager
-def _one_batch():
-    """A cursor for one ``BEGIN; …; COMMIT`` batch; a failing statement's open transaction is rolled back."""
-    try:
-        with connection.cursor() as cursor:
-            yield cursor
-    except Exception:
-        if connection.connection is not None and connection.connection.info.transaction_status:
-            connection.connection.rollback()
-        raise
-
-
 def _send_in_one_round_trip(message: Message, max_size: int, stale_before) -> tuple[Message, bool, bool]:
     """The whole send transaction in one round trip: ``BEGIN; lock; insert if sendable; COMMIT``.
 
-    Used outside a transaction on PostgreSQL (_batch_possible) for plain receivers without a
+    Used outside a transaction on PostgreSQL (seedproject.db.batch_possible) for plain receivers without a
     conversation; role receivers and conversation sends take the step-by-step path.
 
     The receiver's row lock is taken by a statement of its own, then a second statement decides over one
@@ -423,7 +396,7 @@ def _send_in_one_round_trip(message: Message, max_size: int, stale_before) -> tu
         f"SELECT earlier, found, sender_stale, connected, EXISTS(SELECT 1 FROM stored) FROM checks; COMMIT"
     )
     params = [receiver_id, sender_id, client_id, receiver_id, *check_params, *room_params, *values]
-    with _one_batch() as cursor:
+    with one_batch() as cursor:
         cursor.execute(sql, params)
         cursor.nextset()  # BEGIN's status, then the lock's row
         cursor.nextset()
@@ -479,7 +452,7 @@ def message_send(
         )
 
     try:
-        if _batch_possible() and conversation_id is None and not receiver_id.startswith(ROLE_PREFIX):
+        if batch_possible() and conversation_id is None and not receiver_id.startswith(ROLE_PREFIX):
             message, created, sender_stale = _send_in_one_round_trip(
                 new_message(receiver_id), bound, timezone.now() - LAST_SEEN_RESOLUTION
             )
@@ -550,7 +523,7 @@ def _reclaim_due(receiver_id: str, now) -> bool:
 
 
 def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
-    if _batch_possible():
+    if batch_possible():
         return _lease_in_one_round_trip(receiver_id, limit, rules)
     with transaction.atomic():
         now = timezone.now()
@@ -580,7 +553,7 @@ def _lease_batch(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list
 
 
 def _lease_in_one_round_trip(receiver_id: str, limit: int, rules: queue.QueueLimits) -> list[Message]:
-    """_lease_batch's transaction as one batch of statements (PostgreSQL, autocommit; see _batch_possible).
+    """_lease_batch's transaction as one batch of statements (PostgreSQL, autocommit; see db.batch_possible).
 
     The same steps in the same order, each its own statement so each sees the one before: expire what
     outlived its TTL, return run-out leases to the queue (or to dead), then lease up to ``limit`` queued
@@ -614,7 +587,7 @@ def _lease_in_one_round_trip(receiver_id: str, limit: int, rules: queue.QueueLim
         rules.max_deliveries, dead, queued, receiver_id, leased, at,
         receiver_id, queued, limit, leased, until,
     ]  # fmt: skip
-    with _one_batch() as cursor:
+    with one_batch() as cursor:
         cursor.execute(sql, params)
         for _ in range(3):  # BEGIN, the two reclaim UPDATEs, then the leased rows
             cursor.nextset()
@@ -659,7 +632,7 @@ def messages_ack(*, employee_id: str, ids: list[Any]) -> list[Message]:
     if not wanted:
         employee_get(employee_id=employee_id)
         return []
-    if _batch_possible() and _canonical_ids(wanted):
+    if batch_possible() and _canonical_ids(wanted):
         rows, acked, receiver_stale = _ack_in_one_statement(employee_id, wanted)
         _refuse_unackable(employee_id, wanted, rows)
     else:

@@ -391,7 +391,9 @@ def _heartbeat_update(pk: Any, fields: dict[str, Any]) -> Instance | None:
     values = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
     values.append(meta.pk.get_db_prep_value(pk, connection))
     # fetchall() in Prepared steps the statement to its end, so the write is complete before we go on.
-    rows = prepared.prepared("heartbeat_update", names, build).instances(values)
+    # Not durable: a heartbeat lost in a database crash is replaced by the next one within the interval,
+    # and the fsync wait was most of a heartbeat's time (bench/README.md).
+    rows = prepared.prepared("heartbeat_update", names, build).instances(values, durable=False)
     return rows[0] if rows else None
 
 

@@ -1,6 +1,35 @@
 """Database connection helpers shared by the apps."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.db import connection
+
+
+def batch_possible() -> bool:
+    """Whether a transaction may go to PostgreSQL as one batch of statements (``BEGIN; …; COMMIT``).
+
+    It needs autocommit (the batch brings its own BEGIN/COMMIT, which must not end a caller's
+    transaction) and client-side parameter binding (Django's default with psycopg 3; server-side
+    binding refuses several statements in one execute). Elsewhere the step-by-step path runs.
+    """
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
+
+
+@contextmanager
+def one_batch() -> Iterator:
+    """A cursor for one ``BEGIN; …; COMMIT`` batch; a failing statement's open transaction is rolled back."""
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    except Exception:
+        if connection.connection is not None and connection.connection.info.transaction_status:
+            connection.connection.rollback()
+        raise
 
 
 def release_connection_while_waiting() -> None:

@@ -221,3 +221,27 @@ def test_manager_is_a_thin_entry_point(health_server):
     )
     manager.deregister_instance(instance.pk)
     assert manager.cluster_stats()["total_instances"] == 0
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_commits_without_waiting_for_the_disk_but_only_on_its_own(make_instance):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    instance = make_instance(9001)
+    with CaptureQueriesContext(connection) as own:
+        services.instance_heartbeat(instance_id=instance.pk, cpu_usage=12.5)
+    (statement,) = [q["sql"] for q in own.captured_queries if "UPDATE" in q["sql"]]
+    assert statement.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE")
+    assert Instance.objects.get(pk=instance.pk).cpu_usage == 12.5  # committed
+    with connection.cursor() as cursor:  # and the setting did not outlive that transaction
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+
+    # Inside a caller's transaction it is a plain statement of that transaction, rolled back with it.
+    with pytest.raises(RuntimeError), transaction.atomic(), CaptureQueriesContext(connection) as inside:
+        services.instance_heartbeat(instance_id=instance.pk, cpu_usage=99.0)
+        raise RuntimeError("caller fails")
+    assert not any("synchronous_commit" in q["sql"] for q in inside.captured_queries)
+    assert Instance.objects.get(pk=instance.pk).cpu_usage == 12.5
