@@ -24,7 +24,7 @@ from collaboration.selectors import columns, conversation_get, employee_get, row
 from instances.balancing import UnknownStrategy, get_strategy
 from seedproject.auth import EMPLOYEE_TOKEN_PREFIX
 from seedproject.counters import counter
-from seedproject.db import batch_possible, one_batch, release_connection_while_waiting
+from seedproject.db import batch_possible, fetch_not_durable, one_batch, release_connection_while_waiting
 from seedproject.errors import Conflict, DomainError, Forbidden, NotConnected, NotFound, QueueFull, invalid
 from seedproject.security import token_hash, token_issue
 
@@ -749,11 +749,17 @@ def _sweep_batches(due: str, params: list[Any], assignments: str, set_params: li
         pick = f"{qn('id')} IN (SELECT {qn('id')} FROM {table} WHERE {due} LIMIT %s)"  # noqa: S608
     # Identifiers quoted by the backend, every value a parameter.
     sql = f"UPDATE {table} SET {assignments} WHERE {pick} AND {due} RETURNING {qn('receiver_id')}, {qn('status')}"  # noqa: S608
+    values = [*set_params, *params, size, *params]
     changed: list[tuple] = []
     while True:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*set_params, *params, size, *params])
-            rows = cursor.fetchall()
+        if batch_possible():
+            # Not durable on purpose: a batch lost in a database crash is swept again by the next pass (its
+            # rows are still past their TTL), so no batch waits for its WAL to reach the disk.
+            rows = fetch_not_durable(sql, values)
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, values)
+                rows = cursor.fetchall()
         if not rows:
             return changed
         changed.extend(rows)

@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from instances.models import Instance
-from seedproject.db import batch_possible, one_batch
+from seedproject.db import batch_possible, fetch_not_durable
 
 # Stand-ins for the values a call supplies. They only have to be distinguishable from every constant the
 # statement carries (status names, numbers in it): namespaced UUIDs and an absurd integer.
@@ -66,20 +66,14 @@ class Prepared:
     def instances(self, values: Sequence[Any], *, durable: bool = True) -> list[Instance]:
         """Run with ``values`` (in stand-in order) and return the rows as Instances.
 
-        ``durable=False`` (a write whose loss in a database crash is harmless, such as a heartbeat): on
-        PostgreSQL, outside a transaction, the statement commits without waiting for its WAL to reach
-        the disk (``SET LOCAL synchronous_commit TO OFF``, one round trip). A crash can lose the last
-        fraction of a second of such writes, never consistency; every other write keeps waiting.
+        ``durable=False``: a write whose loss in a database crash is harmless commits without waiting
+        for the disk where it can (``seedproject.db.fetch_not_durable``).
         """
-        if durable or not batch_possible():
+        if not durable and batch_possible():
+            rows = fetch_not_durable(self.sql, self.params(values))
+        else:
             with connection.cursor() as cursor:
                 cursor.execute(self.sql, self.params(values))
-                rows = cursor.fetchall()
-        else:
-            with one_batch() as cursor:
-                cursor.execute(f"BEGIN; SET LOCAL synchronous_commit TO OFF; {self.sql}; COMMIT", self.params(values))
-                cursor.nextset()  # BEGIN's and SET's statuses come first
-                cursor.nextset()
                 rows = cursor.fetchall()
         return [self._instance(row) for row in rows]
 

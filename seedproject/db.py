@@ -32,6 +32,21 @@ def one_batch() -> Iterator:
         raise
 
 
+def fetch_not_durable(sql: str, params: list) -> list[tuple]:
+    """Run one write ``sql`` in its own transaction that commits without waiting for the WAL flush.
+
+    For writes whose loss in a PostgreSQL crash is harmless (a heartbeat, replaced by the next one; a TTL
+    sweep batch, swept again by the next pass): ``SET LOCAL synchronous_commit TO OFF`` skips the fsync
+    wait, in one round trip, and can lose the last fraction of a second of such writes, never
+    consistency. Needs ``batch_possible()``; returns the statement's rows.
+    """
+    with one_batch() as cursor:
+        cursor.execute(f"BEGIN; SET LOCAL synchronous_commit TO OFF; {sql}; COMMIT", params)
+        cursor.nextset()  # BEGIN's and SET's statuses come first
+        cursor.nextset()
+        return cursor.fetchall()
+
+
 def release_connection_while_waiting() -> None:
     """Give this thread's pooled connection back before a wait that needs no database (a long poll's sleep).
 

@@ -192,3 +192,22 @@ def test_an_ack_touches_a_stale_receiver(pair):
     Employee.objects.filter(pk="qa_001").update(last_seen=timezone.now() - timedelta(hours=1))
     services.messages_ack(employee_id="qa_001", ids=[got.pk])
     assert Employee.objects.get(pk="qa_001").last_seen > timezone.now() - timedelta(minutes=1)
+
+
+def test_sweep_batches_commit_without_waiting_for_the_disk_and_each_on_its_own(pair):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    sent = [send(action=f"m{i}")[0] for i in range(5)]
+    Message.objects.filter(pk__in=[m.pk for m in sent]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with CaptureQueriesContext(connection) as captured:
+        counts = services.messages_expire(batch_size=2)
+    assert counts == {"expired": 5, "requeued": 0, "dead": 0}
+    batches = [q["sql"] for q in captured.captured_queries]
+    # 2 + 2 + 1 expired, one empty expiry batch, one empty lease batch: each its own non-durable transaction
+    assert len(batches) == 5
+    assert all(b.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE") for b in batches)
+    assert all(b.endswith("; COMMIT") for b in batches)
+    assert idle()
+    assert set(Message.objects.values_list("status", flat=True)) == {"expired"}
