@@ -471,8 +471,9 @@ def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
         )
         return sql, params, prepared.stand_in_slots(stand_ins)
 
+    # Not durable: the count only spreads picks until the instance's next heartbeat resets it.
     rows = prepared.prepared("least_loaded_take", len(excluded), build).instances(
-        [prepared.db_id(pk) for pk in excluded]
+        [prepared.db_id(pk) for pk in excluded], durable=False
     )
     return rows[0] if rows else None
 

@@ -235,3 +235,15 @@ def test_a_pick_costs_at_most_two_redis_round_trips(strategy, round_trips, monke
     for _ in range(3):
         services.instance_select(strategy=strategy)
     assert len(sent) == 3 * round_trips, sent
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_least_connections_pick_counts_itself_without_waiting_for_the_disk():
+    bulk_instances(3, connections=lambda i: [5, 0, 9][i])
+    with CaptureQueriesContext(connection) as captured:
+        chosen, _ = services.instance_select(strategy="least_connections")
+    (statement,) = [q["sql"] for q in captured.captured_queries]
+    assert statement.startswith("BEGIN; SET LOCAL synchronous_commit TO OFF; UPDATE")
+    assert chosen.port == 1001
+    assert Instance.objects.get(pk=chosen.pk).picks_since_heartbeat == 1  # committed
