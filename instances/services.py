@@ -105,6 +105,7 @@ def registry_changed() -> None:
 
 
 def _bump_registry_version() -> None:
+    forget_active_ids()  # this process sees its own change at once (others within REGISTRY_RECHECK_SECONDS)
     try:
         counter.incr(REGISTRY_VERSION_KEY)
     except Exception:
@@ -484,23 +485,37 @@ def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
 # back, e.g. SQL straight into the table, goes unseen at most that long), and as soon as a drawn id is
 # no longer active.
 RANDOM_IDS_TTL = 60
-_random_ids: tuple[Any, float, list[UUID]] | None = None  # (registry version, loaded at, ids)
+# How long the copy is used without asking the cache for the registry version. A change made in this
+# process drops the copy at once; one made elsewhere reaches this process's picks within this time. A
+# pick never hands out an instance that is no longer active (it reads the row, falling back to the exact
+# SQL pick), so the only effect of the delay is that a new instance joins the rotation up to a second
+# late here, as with clients that cache a service list (Consul, Nacos); the version read was a tenth of
+# a pick's time.
+REGISTRY_RECHECK_SECONDS = 1.0
+_random_ids: tuple[Any, float, list[UUID], float] | None = None  # (registry version, loaded at, ids, checked at)
 
 
 def _active_ids_snapshot() -> list[UUID]:
     global _random_ids
-    version = cache.get(REGISTRY_VERSION_KEY, 0)
+    now = time.monotonic()
     snapshot = _random_ids
-    if snapshot is None or snapshot[0] != version or time.monotonic() - snapshot[1] > RANDOM_IDS_TTL:
-        snapshot = _random_ids = (version, time.monotonic(), active_ids())
+    if snapshot is not None and now - snapshot[3] < REGISTRY_RECHECK_SECONDS and now - snapshot[1] <= RANDOM_IDS_TTL:
+        return snapshot[2]
+    version = cache.get(REGISTRY_VERSION_KEY, 0)
+    if snapshot is None or snapshot[0] != version or now - snapshot[1] > RANDOM_IDS_TTL:
+        snapshot = (version, now, active_ids(), now)
+    else:
+        snapshot = (*snapshot[:3], now)
+    _random_ids = snapshot
     return snapshot[2]
 
 
 def forget_active_ids() -> None:
-    """Drop this process's copy of the active ids (the next random pick reloads it).
+    """Drop this process's copy of the active ids (the next pick reloads it).
 
-    Needed only when the registry version may have gone back to a number the copy was taken at, i.e.
-    the cache was cleared while the table kept (some of) its rows: tests do that between tests.
+    Called on every registry change made in this process (registry_changed), when a pick finds its copy
+    stale, and by tests when the cache was cleared while the table kept rows (the registry version may
+    then go back to a number a copy was taken at).
     """
     global _random_ids
     _random_ids = None
