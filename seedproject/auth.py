@@ -21,7 +21,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from seedproject.counters import counter
+from seedproject.counters import throttle_tally
 from seedproject.security import is_loopback, parse_bearer, token_hash, token_matches
 
 # Prefixes tell an operator what a leaked token opens; they are not secrets.
@@ -131,9 +131,10 @@ def scope_principal(scope: dict[str, Any]) -> Principal | bool | None:
 class PrincipalRateThrottle(BaseThrottle):
     """A courtesy limit per token / staff account / address (SEED_THROTTLE_RATE); not a security boundary.
 
-    A fixed window counted with one cache INCR per request (shared by every server through Redis):
-    DRF's sliding-window throttle stores every request's timestamp, which at thousands of requests a
-    minute makes each request read and write a list of thousands of floats.
+    A fixed window counted in the shared counter (every server sees it through Redis), in batches while
+    far below the limit (``WindowTally``): DRF's sliding-window throttle stores every request's
+    timestamp, which at thousands of requests a minute makes each request read and write a list of
+    thousands of floats.
     """
 
     def __init__(self) -> None:
@@ -148,7 +149,7 @@ class PrincipalRateThrottle(BaseThrottle):
         principal = request_principal(request)
         ident = principal.key if principal and principal.key else self.get_ident(request)
         key = f"throttle:{ident}:{int(now // period)}"
-        if counter.incr(key, timeout=period + 1) <= allowed:
+        if throttle_tally.hit(key, limit=allowed, timeout=period + 1) <= allowed:
             return True
         self.retry_after = period - (now % period)
         return False

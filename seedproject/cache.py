@@ -29,8 +29,8 @@ class RedisCacheClient(DjangoRedisCacheClient):
             client = self._clients[index] = self._client(connection_pool=pool)
         return client
 
-    def incr_counter(self, key: str, timeout: int | None) -> int:
-        """``INCR key``; a missing key starts at 0 and, with a ``timeout``, expires that many seconds later.
+    def incr_counter(self, key: str, timeout: int | None, amount: int = 1) -> int:
+        """``INCRBY key amount``; a missing key starts at 0 and, with a ``timeout``, expires that many seconds later.
 
         With a timeout it is one ``EVALSHA`` of ``INCR_WITH_EXPIRY``: one round trip, and atomic, so a
         key can never be left without its expiry (``INCR`` then ``EXPIRE`` as two commands could, and a
@@ -38,18 +38,19 @@ class RedisCacheClient(DjangoRedisCacheClient):
         """
         client = self.get_client(key, write=True)
         if timeout is None:
-            return client.incr(key)
+            return client.incrby(key, amount)
         script = self._incr_scripts.get(id(client))
         if script is None:
             # redis-py's Script sends EVALSHA and loads the script on NOSCRIPT (e.g. after a Redis restart).
             script = self._incr_scripts[id(client)] = client.register_script(INCR_WITH_EXPIRY)
-        return script(keys=[key], args=[timeout])
+        return script(keys=[key], args=[timeout, amount])
 
 
 # The counter's rule in Redis: count, and give the key its lifetime when this increment created it.
 INCR_WITH_EXPIRY = """
-local value = redis.call('INCR', KEYS[1])
-if value == 1 then
+local amount = tonumber(ARGV[2])
+local value = redis.call('INCRBY', KEYS[1], amount)
+if value == amount then
     redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return value
@@ -63,8 +64,8 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         self._class = RedisCacheClient
 
-    def incr_counter(self, key: str, timeout: float | None = None) -> int:
-        """Add one to ``key`` (a missing key starts at 0 and lives ``timeout`` s; None: no expiry), one round trip."""
+    def incr_counter(self, key: str, timeout: float | None = None, amount: int = 1) -> int:
+        """Add ``amount`` to ``key`` (a missing key starts at 0, lives ``timeout`` s; None: forever), one round trip."""
         key = self.make_and_validate_key(key)
         # Redis expiries are whole seconds: round up, so a counter never lives shorter than asked.
-        return self._cache.incr_counter(key, None if timeout is None else max(1, math.ceil(timeout)))
+        return self._cache.incr_counter(key, None if timeout is None else max(1, math.ceil(timeout)), amount)

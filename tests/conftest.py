@@ -74,11 +74,13 @@ def _fresh_cache() -> None:
     from django.core.cache import cache
 
     from instances.services import forget_active_ids
+    from seedproject.counters import throttle_tally
 
     cache.clear()
     # The registry version restarts with the cache: a copy taken at the same number in an earlier
-    # test would look current.
+    # test would look current. Unsent throttle hits belong to the cleared windows.
     forget_active_ids()
+    throttle_tally.forget()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -88,3 +88,48 @@ class TestOnRedis:
 
     def test_cache_calls_reuse_one_redis_client(self):
         assert cache._cache.get_client(write=True) is cache._cache.get_client("any")
+
+
+class TestWindowTally:
+    """The throttle's batched window count (seedproject.counters.WindowTally), on whichever cache runs."""
+
+    def test_far_below_the_limit_hits_are_sent_in_batches_and_counted_exactly(self):
+        from django.core.cache import cache
+
+        from seedproject.counters import WindowTally
+
+        tally = WindowTally()
+        estimates = [tally.hit("throttle:a:1", limit=1000, timeout=60) for _ in range(25)]
+        assert estimates == list(range(1, 26))  # this process's answer counts every hit
+        assert cache.get("throttle:a:1") == 20  # sent: two batches of 10; 5 wait for the next batch
+
+    def test_from_half_the_limit_every_hit_is_shared_so_two_processes_stop_at_the_limit(self):
+        from seedproject.counters import WindowTally
+
+        first, second = WindowTally(), WindowTally()  # two server processes sharing the cache
+        admitted = 0
+        for i in range(60):
+            tally = first if i % 2 else second
+            if tally.hit("throttle:b:1", limit=20, timeout=60) <= 20:
+                admitted += 1
+        # each process may admit fewer than BATCH requests it had not yet reported
+        assert 20 <= admitted < 20 + 2 * WindowTally.BATCH
+
+    def test_past_half_the_limit_the_shared_count_is_exact_after_every_hit(self):
+        from django.core.cache import cache
+
+        from seedproject.counters import WindowTally
+
+        tally = WindowTally()
+        for hits in range(1, 16):
+            tally.hit("throttle:d:1", limit=20, timeout=60)
+            if hits >= 10:
+                assert cache.get("throttle:d:1") == hits
+
+    def test_windows_are_counted_apart(self):
+        from seedproject.counters import WindowTally
+
+        tally = WindowTally()
+        for _ in range(3):
+            tally.hit("throttle:c:1", limit=4, timeout=60)
+        assert tally.hit("throttle:c:2", limit=4, timeout=60) == 1
