@@ -45,6 +45,19 @@ def evaluate(status: str, last_seen: datetime | None, now: datetime, instance_ti
     return None
 
 
+def probe_due_age(instance_timeout: float, heartbeat_interval: float) -> float:
+    """How old an instance's last sign of life must be before a health pass probes it.
+
+    A failing probe changes nothing by itself (an instance turns unhealthy only once its last sign of
+    life is older than ``instance_timeout``); a passing one only refreshes that sign of life. So a probe
+    is needed only when the sign of life could go stale before the next passes: older than
+    ``instance_timeout - 2 * heartbeat_interval`` (one interval of margin for a late pass). Instances
+    that heartbeat are then never probed; silent ones are probed about as often as before. Unhealthy
+    instances are always probed (a passing probe is their way back).
+    """
+    return max(0.0, float(instance_timeout) - 2 * float(heartbeat_interval))
+
+
 def on_sign_of_life(status: str, source: str) -> Transition | None:
     """A heartbeat, passing probe or re-registration from an unhealthy instance makes it active again."""
     if status == UNHEALTHY:

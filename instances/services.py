@@ -7,14 +7,15 @@ import logging
 import re
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from instances import health, prepared, probing
@@ -664,17 +665,30 @@ def _weighted_pick(picker: WeightedStrategy, excluded: list[UUID]) -> Instance |
 def instances_check_health(
     *, now: datetime | None = None, instance_ids: Iterable[Any] | None = None, actor: str = "health_check"
 ) -> dict[str, int]:
-    """One health pass: probe active/unhealthy instances concurrently, then apply the status rules."""
-    timeout = cluster_config_get()["instance_timeout"]
+    """One health pass: probe the instances that need it concurrently, then apply the status rules.
+
+    Only unhealthy instances and those whose last sign of life is old enough to matter are read and
+    probed (``health.probe_due_age``): the rest can neither turn stale before the next passes nor gain
+    anything from a probe, so a fleet that heartbeats costs the pass one indexed query, not one probe
+    per instance. ``instance_ids`` (an operator's "check now") probes those instances whatever their age.
+    """
+    config = cluster_config_get()
+    timeout = config["instance_timeout"]
+    now = now or timezone.now()
     queryset = Instance.objects.filter(status__in=[InstanceStatus.ACTIVE, InstanceStatus.UNHEALTHY])
     if instance_ids is not None:
         queryset = queryset.filter(pk__in=[parse_instance_id(pk) for pk in instance_ids])
+    else:
+        due_before = now - timedelta(seconds=health.probe_due_age(timeout, config["heartbeat_interval"]))
+        # The last sign of life as health.evaluate sees it: the later of heartbeat and passing probe, else
+        # the registration (Greatest is NULL with a NULL argument on SQLite, skips NULLs on PostgreSQL).
+        seen = Coalesce(Greatest("last_heartbeat", "last_probe_ok"), "last_heartbeat", "last_probe_ok", "registered_at")
+        queryset = queryset.alias(seen=seen).filter(Q(status=InstanceStatus.UNHEALTHY) | Q(seen__lte=due_before))
     targets = list(queryset.order_by("registered_at", "id"))
     results = probing.probe_many(
         [(instance.host, instance.port, instance.health_check_path) for instance in targets],
         timeout=settings.SEED_PROBE_TIMEOUT,
     )
-    now = now or timezone.now()
     passed = [instance.pk for instance, result in zip(targets, results, strict=True) if result.ok]
     if passed:
         Instance.objects.filter(pk__in=passed).update(last_probe_ok=now)

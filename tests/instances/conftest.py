@@ -60,3 +60,21 @@ def make_instance(db):
         return instance
 
     return make
+
+
+@pytest.fixture
+def silent():
+    """silent(instance, seconds=15): no sign of life for that long, so a health pass probes it (defaults:
+    instance_timeout 30 s, heartbeat_interval 10 s: instances silent for 10 s or more are probed)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from instances.models import Instance
+
+    def make_silent(instance, seconds: float = 15):
+        when = timezone.now() - timedelta(seconds=seconds)
+        Instance.objects.filter(pk=instance.pk).update(registered_at=when, last_heartbeat=None, last_probe_ok=None)
+        return instance
+
+    return make_silent

@@ -72,8 +72,8 @@ def test_cluster_stats_prints_the_seed_keys(make_instance):
     assert stats["load_balance_strategy"] == "round_robin"
 
 
-def test_check_instances_runs_a_pass(health_server, closed_port, make_instance):
-    make_instance(health_server)
+def test_check_instances_runs_a_pass(health_server, closed_port, make_instance, silent):
+    silent(make_instance(health_server))
     stale = make_instance(closed_port)
     Instance.objects.filter(pk=stale.pk).update(last_heartbeat=timezone.now() - timedelta(minutes=5))
     assert json.loads(run("check_instances")) == {"checked": 2, "passed": 1, "failed": 1, "changed": 1}

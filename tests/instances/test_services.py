@@ -51,8 +51,8 @@ def test_registration_records_an_event(make_instance):
     )
 
 
-def test_health_pass_with_passing_probe(health_server, make_instance):
-    instance = make_instance(health_server)
+def test_health_pass_with_passing_probe(health_server, make_instance, silent):
+    instance = silent(make_instance(health_server))
     counts = services.instances_check_health()
     assert counts == {"checked": 1, "passed": 1, "failed": 0, "changed": 0}
     instance.refresh_from_db()
@@ -60,8 +60,8 @@ def test_health_pass_with_passing_probe(health_server, make_instance):
     assert instance.status == "active"
 
 
-def test_health_pass_redirect_is_a_failed_probe(health_server, make_instance):
-    instance = make_instance(health_server, health_check_path="/redirect")
+def test_health_pass_redirect_is_a_failed_probe(health_server, make_instance, silent):
+    instance = silent(make_instance(health_server, health_check_path="/redirect"))
     assert services.instances_check_health() == {"checked": 1, "passed": 0, "failed": 1, "changed": 0}
     instance.refresh_from_db()
     assert instance.last_probe_ok is None
@@ -200,8 +200,8 @@ def test_update_refuses_unhealthy_status(make_instance):
         services.instance_update(instance_id=instance.pk, status="unhealthy")
 
 
-def test_check_instances_task_runs_one_pass(health_server, make_instance):
-    make_instance(health_server)
+def test_check_instances_task_runs_one_pass(health_server, make_instance, silent):
+    silent(make_instance(health_server))
     assert check_instances.delay().get() == {"checked": 1, "passed": 1, "failed": 0, "changed": 0}
 
 
@@ -212,7 +212,7 @@ def test_manager_is_a_thin_entry_point(health_server):
     assert manager.get_instance().pk == instance.pk
     assert manager.select()[1] == "weighted"
     assert manager.cluster_stats()["healthy_instances"] == 1
-    assert manager.check_instances()["passed"] == 1
+    assert manager.check_instances()["checked"] == 0  # it just heartbeated: nothing to probe
     config = manager.save_config()
     assert (config["load_balance_strategy"], config["heartbeat_interval"], config["instance_timeout"]) == (
         "weighted",
@@ -245,3 +245,35 @@ def test_a_heartbeat_commits_without_waiting_for_the_disk_but_only_on_its_own(ma
         raise RuntimeError("caller fails")
     assert not any("synchronous_commit" in q["sql"] for q in inside.captured_queries)
     assert Instance.objects.get(pk=instance.pk).cpu_usage == 12.5
+
+
+def test_a_health_pass_probes_only_instances_whose_sign_of_life_could_go_stale(
+    closed_port, health_server, make_instance, silent
+):
+    heartbeating = make_instance(health_server)
+    services.instance_heartbeat(instance_id=heartbeating.pk)
+    quiet = silent(make_instance(health_server, host="localhost"), seconds=12)
+    gone = silent(make_instance(closed_port), seconds=40)
+    Instance.objects.filter(pk=gone.pk).update(status="unhealthy")
+    probed = []
+    original = probing.probe_many
+
+    def recording(targets, **kwargs):
+        probed.extend(port for _, port, _ in targets)
+        return original(targets, **kwargs)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(probing, "probe_many", recording):
+        counts = services.instances_check_health()
+    # quiet: silent 12 s, due (30 - 2 x 10 = 10 s); gone: unhealthy, probed for its way back; the
+    # heartbeating one could not go stale before the next passes and is left alone.
+    assert sorted(probed) == sorted([quiet.port, gone.port])
+    assert counts == {"checked": 2, "passed": 1, "failed": 1, "changed": 0}
+
+
+def test_probe_due_age_leaves_one_interval_of_margin():
+    from instances.health import probe_due_age
+
+    assert probe_due_age(30, 10) == 10
+    assert probe_due_age(25, 15) == 0  # timeout under two intervals: every pass probes, as before
