@@ -670,7 +670,7 @@ def instances_check_health(
     Only unhealthy instances and those whose last sign of life is old enough to matter are read and
     probed (``health.probe_due_age``): the rest can neither turn stale before the next passes nor gain
     anything from a probe, so a fleet that heartbeats costs the pass one indexed query, not one probe
-    per instance. ``instance_ids`` (an operator's "check now") probes those instances whatever their age.
+    per instance. ``instance_ids`` (an operator's "probe now") probes those instances whatever their age.
     """
     config = cluster_config_get()
     timeout = config["instance_timeout"]
