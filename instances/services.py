@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from django.conf import settings
@@ -482,10 +482,10 @@ def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
 
 # Round robin and random picks index this process's copy of the active ids: no pick walks an index to
 # its position (an OFFSET walks up to every candidate). The copy is reloaded when the registry version moves
-# (every change made through the services), after RANDOM_IDS_TTL seconds (a change made behind their
+# (every change made through the services), after ACTIVE_IDS_TTL seconds (a change made behind their
 # back, e.g. SQL straight into the table, goes unseen at most that long), and as soon as a drawn id is
 # no longer active.
-RANDOM_IDS_TTL = 60
+ACTIVE_IDS_TTL = 60
 # How long the copy is used without asking the cache for the registry version. A change made in this
 # process drops the copy at once; one made elsewhere reaches this process's picks within this time. A
 # pick never hands out an instance that is no longer active (it reads the row, falling back to the exact
@@ -493,22 +493,32 @@ RANDOM_IDS_TTL = 60
 # late here, as with clients that cache a service list (Consul, Nacos); the version read was a tenth of
 # a pick's time.
 REGISTRY_RECHECK_SECONDS = 1.0
-_random_ids: tuple[Any, float, list[UUID], float] | None = None  # (registry version, loaded at, ids, checked at)
+
+
+class _ActiveIdsCopy(NamedTuple):
+    version: Any  # the registry version the ids were read at
+    loaded_at: float
+    ids: list[UUID]
+    checked_at: float  # when the version was last compared with the cache's
+
+
+_active_ids_copy: _ActiveIdsCopy | None = None
 
 
 def _active_ids_snapshot() -> list[UUID]:
-    global _random_ids
+    global _active_ids_copy
     now = time.monotonic()
-    snapshot = _random_ids
-    if snapshot is not None and now - snapshot[3] < REGISTRY_RECHECK_SECONDS and now - snapshot[1] <= RANDOM_IDS_TTL:
-        return snapshot[2]
+    copy = _active_ids_copy
+    fresh = copy is not None and now - copy.loaded_at <= ACTIVE_IDS_TTL
+    if fresh and now - copy.checked_at < REGISTRY_RECHECK_SECONDS:
+        return copy.ids
     version = cache.get(REGISTRY_VERSION_KEY, 0)
-    if snapshot is None or snapshot[0] != version or now - snapshot[1] > RANDOM_IDS_TTL:
-        snapshot = (version, now, active_ids(), now)
+    if fresh and copy.version == version:
+        copy = copy._replace(checked_at=now)
     else:
-        snapshot = (*snapshot[:3], now)
-    _random_ids = snapshot
-    return snapshot[2]
+        copy = _ActiveIdsCopy(version, now, active_ids(), now)
+    _active_ids_copy = copy
+    return copy.ids
 
 
 def forget_active_ids() -> None:
@@ -518,8 +528,8 @@ def forget_active_ids() -> None:
     stale, and by tests when the cache was cleared while the table kept rows (the registry version may
     then go back to a number a copy was taken at).
     """
-    global _random_ids
-    _random_ids = None
+    global _active_ids_copy
+    _active_ids_copy = None
 
 
 def _round_robin_pick(picker: RoundRobinStrategy, excluded: list[UUID]) -> Instance | None:

@@ -126,6 +126,8 @@ class WebSocketHandoff:
 
 
 def _error(start_response: Callable, status: str, message: str, code: str) -> list[bytes]:
-    body = json.dumps({"success": False, "error": message, "code": code, "details": {}}).encode()
+    from seedproject.api import error_body  # at request time: importing DRF needs Django's settings
+
+    body = json.dumps(error_body(message, code)).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]

@@ -64,9 +64,6 @@ class LocalStreams:
             if relay is not None:
                 relay.cancel()
 
-    def watched(self) -> dict[str, int]:
-        return {stream: len(members) for stream, members in self._members.items()}
-
     async def relay(self, stream: str) -> None:
         """Make sure this process listens to the channel-layer group ``stream`` for its local sockets.
 
