@@ -127,10 +127,12 @@ TEMPLATES = [
 # default max_connections is 100 for the whole cluster.
 SEED_DB_POOL_SIZE = env_int("SEED_DB_POOL_SIZE", 8)
 if DATABASE_URL and SEED_DB_POOL_SIZE > 0:
-    # Reused connections: a fresh PostgreSQL handshake per request costs 5-11x (ARCHITECTURE.md). With
-    # health checks the pool checks a connection as it hands it out (one round trip, as for persistent
-    # connections), so a connection PostgreSQL dropped is replaced instead of failing a request.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+    # Reused connections: a fresh PostgreSQL handshake per request costs 5-11x (ARCHITECTURE.md). Seed's
+    # backend checks a connection that sat idle as it hands it out (instead of Django's health checks,
+    # which check every one), so a connection PostgreSQL dropped is replaced instead of failing a request.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=False)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "seedproject.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": SEED_DB_POOL_SIZE,
