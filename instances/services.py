@@ -45,6 +45,7 @@ from instances.selectors import (
 )
 from seedproject.auth import INSTANCE_TOKEN_PREFIX
 from seedproject.counters import counter
+from seedproject.db import release_connection_while_waiting
 from seedproject.errors import InstanceUnreachable, NoHealthyInstance, NotFound, invalid
 from seedproject.security import token_hash, token_issue
 
@@ -106,7 +107,7 @@ def registry_changed() -> None:
 
 
 def _bump_registry_version() -> None:
-    forget_active_ids()  # this process sees its own change at once (others within REGISTRY_RECHECK_SECONDS)
+    forget_registry_copies()  # this process sees its own change at once (others at their next pick)
     try:
         counter.incr(REGISTRY_VERSION_KEY)
     except Exception:
@@ -176,7 +177,9 @@ def instance_register(
     probed_at = None
     if verify:
         url = Instance(host=host, port=port).url + health_check_path
-        # Probe before any write: a slow instance must not hold a database transaction open.
+        # Probe before any write: a slow instance must not hold a database transaction open, nor (while
+        # it answers) a pooled connection that other requests need.
+        release_connection_while_waiting()
         result = probing.probe_address(host, port, health_check_path, timeout=settings.SEED_PROBE_TIMEOUT)
         if not result.ok:
             raise InstanceUnreachable(
@@ -481,85 +484,117 @@ def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
 
 
 # Round robin and random picks index this process's copy of the active ids: no pick walks an index to
-# its position (an OFFSET walks up to every candidate). The copy is reloaded when the registry version moves
-# (every change made through the services), after ACTIVE_IDS_TTL seconds (a change made behind their
-# back, e.g. SQL straight into the table, goes unseen at most that long), and as soon as a drawn id is
-# no longer active.
+# its position (an OFFSET walks up to every candidate). The copy is keyed by the registry version, which
+# every pick reads (round robin in the same round trip as its position), so a change made through the
+# services in any process reaches the next pick. A change made behind their back (SQL straight into the
+# table) goes unseen at most ACTIVE_IDS_TTL seconds, and the copy is dropped as soon as a drawn id is no
+# longer active.
 ACTIVE_IDS_TTL = 60
-# How long the copy is used without asking the cache for the registry version. A change made in this
-# process drops the copy at once; one made elsewhere reaches this process's picks within this time. A
-# pick never hands out an instance that is no longer active (it reads the row, falling back to the exact
-# SQL pick), so the only effect of the delay is that a new instance joins the rotation up to a second
-# late here, as with clients that cache a service list (Consul, Nacos); the version read was a tenth of
-# a pick's time.
-REGISTRY_RECHECK_SECONDS = 1.0
 
 
 class _ActiveIdsCopy(NamedTuple):
     version: Any  # the registry version the ids were read at
     loaded_at: float
     ids: list[UUID]
-    checked_at: float  # when the version was last compared with the cache's
 
 
 _active_ids_copy: _ActiveIdsCopy | None = None
 
 
-def _active_ids_snapshot() -> list[UUID]:
+def _active_ids_snapshot(version: Any) -> list[UUID]:
     global _active_ids_copy
-    now = time.monotonic()
     copy = _active_ids_copy
-    fresh = copy is not None and now - copy.loaded_at <= ACTIVE_IDS_TTL
-    if fresh and now - copy.checked_at < REGISTRY_RECHECK_SECONDS:
-        return copy.ids
-    version = cache.get(REGISTRY_VERSION_KEY, 0)
-    if fresh and copy.version == version:
-        copy = copy._replace(checked_at=now)
-    else:
-        copy = _ActiveIdsCopy(version, now, active_ids(), now)
-    _active_ids_copy = copy
+    now = time.monotonic()
+    if copy is None or copy.version != version or now - copy.loaded_at > ACTIVE_IDS_TTL:
+        copy = _active_ids_copy = _ActiveIdsCopy(version, now, active_ids())
     return copy.ids
 
 
-def forget_active_ids() -> None:
-    """Drop this process's copy of the active ids (the next pick reloads it).
+# The rows picks hand out, kept per registry version for PICKED_ROW_TTL seconds: a pick that draws an
+# instance picked a moment ago answers without a database round trip (on a small fleet, nearly every
+# pick). Who is active is exact (a status change moves the registry version, which drops the rows); the
+# telemetry in the answer (connections, cpu_usage, last_heartbeat) may be up to PICKED_ROW_TTL old, as a
+# heartbeat moves no version, and so may a status set behind the services' back.
+PICKED_ROW_TTL = 1.0
+PICKED_ROWS_MAX = 1000  # per process; a full table is dropped wholesale
+
+
+class _PickedRows(NamedTuple):
+    version: Any
+    rows: dict[UUID, tuple[float, Instance]]  # id -> (when read, the active row)
+
+
+_picked_rows = _PickedRows(None, {})
+
+
+def _picked_instance(instance_id: UUID, version: Any) -> Instance | None:
+    """The instance if it is active: this process's copy of its row if fresh, else one row by primary key."""
+    global _picked_rows
+    picked = _picked_rows
+    if picked.version != version:
+        # A new table, not a cleared one: a thread still on the old version fills the old table.
+        picked = _picked_rows = _PickedRows(version, {})
+    now = time.monotonic()
+    entry = picked.rows.get(instance_id)
+    if entry is not None and now - entry[0] < PICKED_ROW_TTL:
+        return entry[1]
+    row = active_instance(instance_id=instance_id)
+    if row is not None:
+        if len(picked.rows) >= PICKED_ROWS_MAX:
+            picked.rows.clear()
+        picked.rows[instance_id] = (now, row)
+    return row
+
+
+def forget_registry_copies() -> None:
+    """Drop this process's copies of the active ids and of picked rows (the next picks reload them).
 
     Called on every registry change made in this process (registry_changed), when a pick finds its copy
     stale, and by tests when the cache was cleared while the table kept rows (the registry version may
     then go back to a number a copy was taken at).
     """
-    global _active_ids_copy
+    global _active_ids_copy, _picked_rows
     _active_ids_copy = None
+    _picked_rows = _PickedRows(None, {})
+
+
+def _next_ordinal_reading(picker: RoundRobinStrategy | WeightedStrategy, read_keys: list[str]) -> tuple[int, list]:
+    """``picker.next_ordinal()``, and the cached values of ``read_keys`` read in the same round trip."""
+    count, values = counter.incr_and_get(picker.key, read_keys)
+    return count - 1, values  # next_ordinal's rule: the first pick is ordinal 0
 
 
 def _round_robin_pick(picker: RoundRobinStrategy, excluded: list[UUID]) -> Instance | None:
-    """The candidate at the cluster's next round-robin position: the shared counter, then one row by primary key.
+    """The candidate at the next round-robin position: one cache round trip, then a row by primary key if not fresh.
 
-    The position indexes this process's copy of the active ids (registration order, the same list in
-    every process of a registry version), so no pick walks an index to its position (an OFFSET did,
-    which grew with the registry). A stale copy (the instance at the position is gone or no longer
-    active) falls back to the exact SQL position.
+    The position (the shared counter) and the registry version come back together. The position
+    indexes this process's copy of the active ids (registration order, the same list in every process
+    of a registry version), so no pick walks an index to its position (an OFFSET did, which grew with
+    the registry). A stale copy (the instance at the position is gone or no longer active) falls back
+    to the exact SQL position.
     """
-    ordinal = picker.next_ordinal()
-    ids = _active_ids_snapshot()
+    ordinal, (version,) = _next_ordinal_reading(picker, [REGISTRY_VERSION_KEY])
+    version = version or 0
+    ids = _active_ids_snapshot(version)
     if excluded:
         skip = set(excluded)
         ids = [pk for pk in ids if pk not in skip]
     if ids:
-        chosen = active_instance(instance_id=ids[rotation_index(ordinal, len(ids))])
+        chosen = _picked_instance(ids[rotation_index(ordinal, len(ids))], version)
         if chosen is not None:
             return chosen
-    forget_active_ids()
+    forget_registry_copies()
     return active_instance_at(ordinal=ordinal, exclude=excluded)
 
 
 def _random_pick(picker: RandomStrategy, excluded: list[UUID]) -> Instance | None:
-    """A uniformly random active candidate: one cache read (the registry version) and one row by primary key.
+    """A uniformly random active candidate: one cache read (the registry version), a row by primary key if not fresh.
 
     When the process's id copy turns out stale (the drawn instance is gone or no longer active, or no id
     is left after ``exclude``), the pick falls back to a random offset in SQL, which is always exact.
     """
-    ids = _active_ids_snapshot()
+    version = cache.get(REGISTRY_VERSION_KEY, 0)
+    ids = _active_ids_snapshot(version)
     chosen_id = None
     if ids:
         skip = set(excluded)
@@ -572,22 +607,20 @@ def _random_pick(picker: RandomStrategy, excluded: list[UUID]) -> Instance | Non
             remaining = [pk for pk in ids if pk not in skip]
             chosen_id = picker.select_instance(remaining) if remaining else None
     if chosen_id is not None:
-        chosen = active_instance(instance_id=chosen_id)
+        chosen = _picked_instance(chosen_id, version)
         if chosen is not None:
             return chosen
-    forget_active_ids()
+    forget_registry_copies()
     return active_instance_at(ordinal=picker.random_ordinal(), exclude=excluded)
 
 
-def _weighted_period(picker: WeightedStrategy, *, rebuild: bool = False) -> tuple[str, int] | None:
-    """(key prefix, period length) of the current registry version's smooth-WRR period, built if needed.
+def _weighted_period(picker: WeightedStrategy, version: Any, meta: Any) -> tuple[str, int] | None:
+    """(key prefix, period length) of this registry version's smooth-WRR period, built if ``meta`` is not it.
 
-    Cached: ``lb:swrr`` -> (version, prefix, length); ``prefix:N`` -> chunk N of the period (packed
-    16-byte ids); ``prefix:candidates`` -> (packed ids, weights) in registration order, for ``?exclude=``.
+    ``meta`` is the cached ``lb:swrr`` entry (version, prefix, length), read with the pick's position;
+    None rebuilds. Cached: ``prefix:N`` -> chunk N of the period (packed 16-byte ids);
+    ``prefix:candidates`` -> (packed ids, weights) in registration order, for ``?exclude=``.
     """
-    current = cache.get_many([REGISTRY_VERSION_KEY, WEIGHTED_PERIOD_KEY])  # one round trip for both
-    version = current.get(REGISTRY_VERSION_KEY, 0)
-    meta = None if rebuild else current.get(WEIGHTED_PERIOD_KEY)
     if meta is not None and meta[0] == version:
         return meta[1], meta[2]
     rows = active_weights()
@@ -650,14 +683,16 @@ def _weighted_chunk(key: str) -> bytes | None:
 
 
 def _weighted_pick(picker: WeightedStrategy, excluded: list[UUID]) -> Instance | None:
-    """Smooth weighted round robin from the cached period: INCR + one chunk read + one row by primary key.
+    """Smooth weighted round robin from the cached period: one cache round trip, a chunk read, a row if not fresh.
 
-    The period (ids in nginx's smooth order) is rebuilt when the registry version moved, when it expired
+    The position, the registry version and the period's entry come back together. The period (ids in
+    nginx's smooth order) is rebuilt when the registry version moved, when it expired
     (WEIGHTED_PERIOD_TTL) or was evicted, or when the slot names an instance that is no longer active.
     """
-    ordinal = picker.next_ordinal()
+    ordinal, (version, meta) = _next_ordinal_reading(picker, [REGISTRY_VERSION_KEY, WEIGHTED_PERIOD_KEY])
+    version = version or 0
     for attempt in range(2):
-        period = _weighted_period(picker, rebuild=attempt > 0)
+        period = _weighted_period(picker, version, None if attempt else meta)
         if period is None:
             return None
         prefix, length = period
@@ -666,7 +701,7 @@ def _weighted_pick(picker: WeightedStrategy, excluded: list[UUID]) -> Instance |
             return None
         if instance_id is False:
             continue
-        chosen = active_instance(instance_id=instance_id)
+        chosen = _picked_instance(instance_id, version)
         if chosen is not None:
             return chosen
     return None

@@ -6,6 +6,8 @@
   thread: it is built once here.
 - ``cache.incr`` is two round trips (``EXISTS`` then ``INCRBY``), and a missing key costs two more
   (``SET NX``, then ``INCRBY`` again). ``incr_counter`` is one round trip; see its docstring.
+  ``incr_counter_and_get`` also reads other keys in that round trip (a pick's position and the
+  registry version).
 """
 
 import math
@@ -19,6 +21,7 @@ class RedisCacheClient(DjangoRedisCacheClient):
         super().__init__(*args, **kwargs)
         self._clients: dict[int, object] = {}
         self._incr_scripts: dict[int, object] = {}
+        self._incr_and_get_scripts: dict[int, object] = {}
 
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
@@ -45,6 +48,15 @@ class RedisCacheClient(DjangoRedisCacheClient):
             script = self._incr_scripts[id(client)] = client.register_script(INCR_WITH_EXPIRY)
         return script(keys=[key], args=[timeout, amount])
 
+    def incr_counter_and_get(self, key: str, read_keys: list[str], amount: int = 1) -> tuple[int, list]:
+        """``INCRBY key amount`` (no expiry) and ``GET`` of each of ``read_keys``, in one round trip (a script)."""
+        client = self.get_client(key, write=True)
+        script = self._incr_and_get_scripts.get(id(client))
+        if script is None:
+            script = self._incr_and_get_scripts[id(client)] = client.register_script(INCR_AND_GET)
+        value, *raw = script(keys=[key, *read_keys], args=[amount])
+        return value, [None if item is None else self._serializer.loads(item) for item in raw]
+
 
 # The counter's rule in Redis: count, and give the key its lifetime when this increment created it.
 INCR_WITH_EXPIRY = """
@@ -54,6 +66,16 @@ if value == amount then
     redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return value
+"""
+
+
+# Count, and read other keys in the same round trip (a missing key reads as nil).
+INCR_AND_GET = """
+local reply = {redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))}
+for i = 2, #KEYS do
+    reply[i] = redis.call('GET', KEYS[i])
+end
+return reply
 """
 
 
@@ -69,3 +91,8 @@ class RedisCache(DjangoRedisCache):
         key = self.make_and_validate_key(key)
         # Redis expiries are whole seconds: round up, so a counter never lives shorter than asked.
         return self._cache.incr_counter(key, None if timeout is None else max(1, math.ceil(timeout)), amount)
+
+    def incr_counter_and_get(self, key: str, read_keys: list[str], amount: int = 1) -> tuple[int, list]:
+        """Add ``amount`` to ``key`` (missing: starts at 0, never expires) and read ``read_keys``: one round trip."""
+        keys = [self.make_and_validate_key(k) for k in [key, *read_keys]]
+        return self._cache.incr_counter_and_get(keys[0], keys[1:], amount)

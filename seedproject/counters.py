@@ -22,6 +22,18 @@ class CacheCounter:
             cache.add(key, 0, timeout=timeout)
             return cache.incr(key, amount)
 
+    def incr_and_get(self, key: str, read_keys: list[str]) -> tuple[int, list]:
+        """``incr(key)`` (no expiry) and the cached values of ``read_keys`` (None if missing), at one time.
+
+        In Redis one round trip (a script), so the values are read the instant the count moves.
+        """
+        incr_and_get = getattr(cache, "incr_counter_and_get", None)
+        if incr_and_get is not None:
+            return incr_and_get(key, read_keys)
+        value = self.incr(key)
+        found = cache.get_many(read_keys)
+        return value, [found.get(k) for k in read_keys]
+
 
 counter = CacheCounter()
 

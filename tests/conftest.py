@@ -73,13 +73,13 @@ def _fresh_cache() -> None:
     """Shared counters (round robin, picks) live in the cache; each test starts from zero."""
     from django.core.cache import cache
 
-    from instances.services import forget_active_ids
+    from instances.services import forget_registry_copies
     from seedproject.counters import throttle_tally
 
     cache.clear()
     # The registry version restarts with the cache: a copy taken at the same number in an earlier
     # test would look current. Unsent throttle hits belong to the cleared windows.
-    forget_active_ids()
+    forget_registry_copies()
     throttle_tally.forget()
 
 

@@ -38,6 +38,16 @@ def test_concurrent_increments_lose_no_count():
     assert cache.get("t:race") == 200
 
 
+def test_incr_and_get_counts_and_reads_what_the_cache_holds():
+    cache.set("t:version", 7)
+    cache.set("t:meta", ("v", "prefix", 3))
+    assert counter.incr_and_get("t:position", ["t:version", "t:meta", "t:missing"]) == (
+        1,
+        [7, ("v", "prefix", 3), None],
+    )
+    assert counter.incr_and_get("t:position", []) == (2, [])
+
+
 @pytest.fixture
 def redis_round_trips(monkeypatch):
     """Every request written to a Redis socket (a pipeline is one)."""
@@ -68,6 +78,13 @@ class TestOnRedis:
         assert counter.incr("t:one", timeout=30) == 2
         assert counter.incr("t:persistent") == 1
         assert len(redis_round_trips) == 3
+
+    def test_incr_and_get_is_one_round_trip(self, redis_round_trips):
+        counter.incr_and_get("t:warm", ["t:version"])
+        cache.set("t:version", 3)
+        redis_round_trips.clear()
+        assert counter.incr_and_get("t:pos", ["t:version", "t:none"]) == (1, [3, None])
+        assert len(redis_round_trips) == 1
 
     def test_the_timeout_is_set_when_the_key_is_made_and_not_pushed_back_later(self):
         client = cache._cache.get_client(write=True)
