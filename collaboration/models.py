@@ -137,15 +137,14 @@ class Message(models.Model):
         indexes = [
             # Dequeue (WHERE receiver, status=queued ORDER BY priority DESC, created_at) and the depth count.
             models.Index("receiver", "status", models.F("priority").desc(), "created_at", name="collab_msg_dequeue"),
-            # The TTL sweep: status IN (queued, leased) AND expires_at <= now. Partial, as is the lease index:
-            # a message that leaves the live statuses (acked, expired, dead) gets no entry in either, so the
-            # sweep writes two index entries fewer per row it expires, and an ack one fewer.
-            models.Index(
-                fields=["expires_at"],
-                name="collab_msg_ttl_live",
-                condition=Q(status__in=[MessageStatus.QUEUED, MessageStatus.LEASED]),
-            ),
-            # Lease reclaim: status = leased AND lease_expires_at <= now.
+            # The TTL sweep: status IN (queued, leased) AND expires_at <= now. Not partial on the live statuses
+            # (which would spare the sweep an index entry per row it expires): a send's room count has the same
+            # status condition and `expires_at > now`, and on stale statistics PostgreSQL then chose this
+            # index over the receiver's, counting every receiver's live messages on each send.
+            models.Index(fields=["status", "expires_at"], name="collab_msg_ttl"),
+            # Lease reclaim (the sweep's, and a receive's of its own run-out leases): status = leased AND
+            # lease_expires_at <= now. Partial: a message that leaves the leased status (acked, expired, dead,
+            # back in the queue) gets no entry, so expiring or acking a message writes one index entry fewer.
             models.Index(
                 fields=["lease_expires_at"], name="collab_msg_lease_live", condition=Q(status=MessageStatus.LEASED)
             ),
