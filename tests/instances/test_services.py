@@ -40,6 +40,25 @@ def test_register_with_verify_fails_with_the_cause(closed_port):
     assert caught.value.details["cause"] == "Connection refused"
 
 
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_registration_holds_no_pooled_connection_while_it_probes(health_server, monkeypatch):
+    from django.db import connection
+
+    held_while_probing = []
+    real_probe = probing.probe_address
+
+    def probe_address(*args, **kwargs):
+        held_while_probing.append(connection.connection is not None)
+        return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(probing, "probe_address", probe_address)
+    assert Instance.objects.count() == 0  # the request's earlier queries (its token lookup) hold a connection
+    instance, created = services.instance_register(host="127.0.0.1", port=health_server)
+    assert created and instance.last_probe_ok is not None
+    assert held_while_probing == [False]  # a slow instance cannot tie up the pool's few connections
+
+
 def test_registration_records_an_event(make_instance):
     instance = make_instance(9001)
     event = InstanceEvent.objects.get(instance=instance)
