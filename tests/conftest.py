@@ -10,6 +10,7 @@ import socket
 from urllib.parse import urlparse
 
 import pytest
+import redis.connection
 from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 
@@ -66,6 +67,20 @@ def api() -> APIClient:
     client = APIClient()
     client.default_format = "json"
     return client
+
+
+@pytest.fixture
+def redis_round_trips(monkeypatch):
+    """Every request written to a Redis socket (a pipeline is one)."""
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
 
 
 @pytest.fixture(autouse=True)

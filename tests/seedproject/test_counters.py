@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-import redis.connection
 from django.core.cache import cache
 
 from seedproject.cache import RedisCache
@@ -46,20 +45,6 @@ def test_incr_and_get_counts_and_reads_what_the_cache_holds():
         [7, ("v", "prefix", 3), None],
     )
     assert counter.incr_and_get("t:position", []) == (2, [])
-
-
-@pytest.fixture
-def redis_round_trips(monkeypatch):
-    """Every request written to a Redis socket (a pipeline is one)."""
-    sent = []
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sent.append(command)
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    return sent
 
 
 @pytest.mark.services
