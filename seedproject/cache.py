@@ -48,13 +48,13 @@ class RedisCacheClient(DjangoRedisCacheClient):
             script = self._incr_scripts[id(client)] = client.register_script(INCR_WITH_EXPIRY)
         return script(keys=[key], args=[timeout, amount])
 
-    def incr_counter_and_get(self, key: str, read_keys: list[str], amount: int = 1) -> tuple[int, list]:
-        """``INCRBY key amount`` (no expiry) and ``GET`` of each of ``read_keys``, in one round trip (a script)."""
+    def incr_counter_and_get(self, key: str, read_keys: list[str]) -> tuple[int, list]:
+        """``INCR key`` (no expiry) and ``GET`` of each of ``read_keys``, in one round trip (a script)."""
         client = self.get_client(key, write=True)
         script = self._incr_and_get_scripts.get(id(client))
         if script is None:
             script = self._incr_and_get_scripts[id(client)] = client.register_script(INCR_AND_GET)
-        value, *raw = script(keys=[key, *read_keys], args=[amount])
+        value, *raw = script(keys=[key, *read_keys])
         return value, [None if item is None else self._serializer.loads(item) for item in raw]
 
 
@@ -71,7 +71,7 @@ return value
 
 # Count, and read other keys in the same round trip (a missing key reads as nil).
 INCR_AND_GET = """
-local reply = {redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))}
+local reply = {redis.call('INCR', KEYS[1])}
 for i = 2, #KEYS do
     reply[i] = redis.call('GET', KEYS[i])
 end
@@ -92,7 +92,7 @@ class RedisCache(DjangoRedisCache):
         # Redis expiries are whole seconds: round up, so a counter never lives shorter than asked.
         return self._cache.incr_counter(key, None if timeout is None else max(1, math.ceil(timeout)), amount)
 
-    def incr_counter_and_get(self, key: str, read_keys: list[str], amount: int = 1) -> tuple[int, list]:
-        """Add ``amount`` to ``key`` (missing: starts at 0, never expires) and read ``read_keys``: one round trip."""
+    def incr_counter_and_get(self, key: str, read_keys: list[str]) -> tuple[int, list]:
+        """Add one to ``key`` (missing: starts at 0, never expires) and read ``read_keys``: one round trip."""
         keys = [self.make_and_validate_key(k) for k in [key, *read_keys]]
-        return self._cache.incr_counter_and_get(keys[0], keys[1:], amount)
+        return self._cache.incr_counter_and_get(keys[0], keys[1:])
