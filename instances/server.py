@@ -205,7 +205,7 @@ class SeedServer:
         argv = [sys.executable, "-m", "gunicorn", "seedproject.wsgi:application"]
         for sock in self.sockets:
             argv += ["--bind", f"fd://{sock.fileno()}"]
-        argv += ["--worker-class", "gthread", "--workers", str(http_processes())]
+        argv += ["--worker-class", "seedproject.gworker.KeepAliveThreadWorker", "--workers", str(http_processes())]
         argv += ["--threads", str(settings.SEED_HTTP_THREADS), "--backlog", str(LISTEN_BACKLOG)]
         argv += ["--keep-alive", "5", "--graceful-timeout", "10", "--no-control-socket"]
         argv += ["--log-level", "warning", "--worker-tmp-dir", self.runtime_dir]

@@ -31,6 +31,19 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+    if not 0 <= value < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a number of seconds (0 or more), got {raw!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = env_str(name).lower()
     if not raw:
@@ -247,7 +260,7 @@ SEED_CUSTOM_STRATEGIES = {
     name.strip(): path.strip()
     for name, _, path in (item.partition("=") for item in env_list("SEED_CUSTOM_STRATEGIES", []))
 }
-SEED_PROBE_TIMEOUT = float(env_str("SEED_PROBE_TIMEOUT", "2"))
+SEED_PROBE_TIMEOUT = env_float("SEED_PROBE_TIMEOUT", 2.0)
 # Health probes (and so registrations) may only reach these networks: loopback and private ranges.
 SEED_PROBE_ALLOWED_NETWORKS = env_list(
     "SEED_PROBE_ALLOWED_NETWORKS",
@@ -267,6 +280,9 @@ SEED_MAX_METADATA_BYTES = env_int("SEED_MAX_METADATA_BYTES", 16 * 1024)
 SEED_HTTP_SERVER = env_str("SEED_HTTP_SERVER").lower()
 # Threads per HTTP process (long-polling receives hold one each while they wait).
 SEED_HTTP_THREADS = env_int("SEED_HTTP_THREADS", 32)
+# Seconds a request thread waits on its kept-alive connection for the client's next request, serving it
+# itself instead of handing the connection back to gunicorn's main thread (seedproject.gworker); 0 = off.
+SEED_HTTP_KEEPALIVE_LINGER = env_float("SEED_HTTP_KEEPALIVE_LINGER", 0.05)
 # HTTP processes sharing the server's port; 0 = one per core. Needs Redis (else always 1).
 SEED_HTTP_PROCESSES = env_int("SEED_HTTP_PROCESSES", 0)
 # daphne processes holding the WebSockets when gunicorn serves HTTP (idle sockets cost memory, not CPU).

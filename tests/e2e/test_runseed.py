@@ -1,5 +1,6 @@
 """`manage.py runseed` as an operator runs it: real processes, real signals."""
 
+import http.client
 import re
 import socket
 
@@ -175,3 +176,40 @@ def test_a_killed_websocket_daphne_is_restarted_and_sockets_work_again(pg_cluste
     assert snapshot["type"] == "cluster_update"
     assert "daphne exited" in server.log_path.read_text(errors="replace")
     assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+
+
+def _get_health(conn: http.client.HTTPConnection) -> int:
+    conn.request("GET", "/health")
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+@pytest.mark.services
+def test_kept_alive_connections_lingering_in_threads_never_starve_new_requests(pg_cluster):
+    """A thread waits on its kept-alive connection for the next request only while threads are plentiful.
+
+    Two request threads and a 30 s linger: the first idle connection keeps its thread; the second
+    thread must go back to serving everyone else (without the reserve, the third connection would wait
+    out the linger and time out here).
+    """
+    cluster = pg_cluster(SEED_HTTP_PROCESSES="1", SEED_HTTP_THREADS="2", SEED_HTTP_KEEPALIVE_LINGER="30")
+    (server,) = cluster.start(1)
+    lingering = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    assert _get_health(lingering) == 200  # its thread now waits on it (30 s)
+
+    others = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(4)]
+    for _ in range(3):
+        assert [_get_health(conn) for conn in others] == [200] * 4
+
+    # The lingering connection is served again, twice in a row, and two pipelined requests in one write.
+    assert [_get_health(lingering), _get_health(lingering)] == [200, 200]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 2 or not received.endswith(b"}"):
+            chunk = raw.recv(65536)
+            assert chunk, f"connection closed after {received!r}"
+            received += chunk
+    for conn in [lingering, *others]:
+        conn.close()
