@@ -78,7 +78,8 @@ class InstanceAdmin(admin.ModelAdmin):
         "cpu_usage",
         "memory_usage",
         "connections",
-        "picks_since_heartbeat",
+        # Not picks_since_heartbeat: with Redis the least_connections picks are counted in the cache
+        # (instances.services.LEAST_LOADED_KEY) and the column stays 0 between heartbeats.
         "registered_at",
         "last_heartbeat",
         "last_probe_ok",

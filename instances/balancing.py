@@ -13,6 +13,7 @@ import inspect
 import math
 import random
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache, reduce
 from typing import Any, Protocol
@@ -187,6 +188,24 @@ class LeastConnectionsStrategy:
     def select_instance(self, instances: Sequence[Candidate]) -> Candidate:
         # min() keeps the first of equal keys, which is the (registered_at, id) order.
         return min(instances, key=lambda c: (c.connections or 0) + (c.picks_since_heartbeat or 0))
+
+
+def least_loaded_member(registered_at: datetime, instance_id: Any) -> str:
+    """An instance's name in the least-loaded sorted set: ``"<registered_at in µs since 1970, 20 digits>:<id>"``.
+
+    A sorted set orders equal scores by member, byte by byte: these names order ties as the SQL pick does
+    (``registered_at, id``; the ids' hex text sorts as their bytes). The id follows the first colon.
+    """
+    return f"{(registered_at - _EPOCH) // _MICROSECOND:020d}:{instance_id}"
+
+
+def least_loaded_member_id(member: str) -> str:
+    """The instance id in a ``least_loaded_member`` name."""
+    return member.partition(":")[2]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class RandomStrategy:

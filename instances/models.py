@@ -25,7 +25,9 @@ class Instance(models.Model):
     )
     connections = models.PositiveIntegerField(default=0)
     # Picks handed out by least_connections since the last heartbeat: a burst between two reports
-    # spreads instead of landing on the instance that last reported the fewest connections.
+    # spreads instead of landing on the instance that last reported the fewest connections. Counted here
+    # without Redis; with Redis the count lives in the cache's least-loaded set (instances.services
+    # LEAST_LOADED_KEY) and this column only holds the picks answered in SQL (a fallback).
     picks_since_heartbeat = models.PositiveIntegerField(default=0)
     registered_at = models.DateTimeField(auto_now_add=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)

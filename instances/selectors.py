@@ -141,6 +141,12 @@ def least_loaded_instance(*, exclude: Iterable[uuid.UUID] = ()) -> Instance | No
     return least_loaded_candidates(exclude=exclude).first()
 
 
+def active_loads() -> list[tuple[uuid.UUID, datetime, int]]:
+    """(id, registered_at, connections + picks since heartbeat) of each active instance (the least-loaded set)."""
+    load = F("connections") + F("picks_since_heartbeat")
+    return list(active_instances().order_by().annotate(load=load).values_list("id", "registered_at", "load"))
+
+
 def active_weights() -> list[tuple[uuid.UUID, int]]:
     """(id, weight) of every active instance in registration order: what the smooth-WRR period is built from."""
     return list(active_instances().values_list("id", "weight"))

@@ -26,6 +26,8 @@ from instances.balancing import (
     UnknownStrategy,
     WeightedStrategy,
     get_strategy,
+    least_loaded_member,
+    least_loaded_member_id,
     rotation_index,
 )
 from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind, InstanceStatus
@@ -36,6 +38,7 @@ from instances.selectors import (
     active_instance,
     active_instance_at,
     active_instances,
+    active_loads,
     active_weights,
     cluster_config_get,
     instance_get,
@@ -240,6 +243,8 @@ def instance_register(
         if created or rotate_token or not instance.token_hash:
             instance.new_token = _issue_token(instance)
         publish_cluster_update()
+    if not created:
+        _least_loaded_report(instance)  # its picks were reset above, as a heartbeat resets them
     return instance, created
 
 
@@ -361,6 +366,7 @@ def instance_heartbeat(
     instance = _heartbeat_update(pk, fields)
     if instance is None:
         raise NotFound(f"Instance {pk} not found.", details={"instance_id": str(pk)})
+    _least_loaded_report(instance)
     change = health.on_sign_of_life(instance.status, "heartbeat")
     if change:
         with transaction.atomic():
@@ -436,7 +442,7 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
     elif type(picker) is RandomStrategy:
         chosen = _random_pick(picker, excluded)
     elif type(picker) is LeastConnectionsStrategy:
-        chosen = _least_loaded_take(excluded)
+        chosen = _least_connections_pick(excluded)
     elif type(picker) is WeightedStrategy:
         chosen = _weighted_pick(picker, excluded)
     else:
@@ -449,8 +455,78 @@ def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> t
     return chosen, name
 
 
+# On Redis, least_connections picks from a sorted set: member least_loaded_member(registered_at, id) of
+# each active instance, score connections + picks since its last heartbeat. A pick takes the lowest
+# score and adds one in one script call (no row lock, no index write); a heartbeat sets the score to the
+# reported connections. The set is rebuilt from the database when the registry version moved since it
+# was built (the version it was built at: LEAST_LOADED_BUILT_AT_KEY), or when it is missing.
+LEAST_LOADED_KEY = "lb:least_loaded"
+LEAST_LOADED_BUILT_AT_KEY = "lb:least_loaded:built_at"
+
+
+def _least_connections_pick(excluded: list[UUID]) -> Instance | None:
+    """The least-loaded candidate, its pick counted: on Redis one script call, then a row by primary key if not fresh.
+
+    Without Seed's Redis cache (the embedded default: locmem, per process) the count must be shared by
+    every process some other way: it is the database's ``picks_since_heartbeat`` (``_least_loaded_take``).
+    """
+    take = getattr(cache, "least_loaded_take", None)
+    if take is None:
+        return _least_loaded_take(excluded)
+    excluded_ids = [str(pk) for pk in excluded]
+    found = take(LEAST_LOADED_KEY, LEAST_LOADED_BUILT_AT_KEY, REGISTRY_VERSION_KEY, excluded_ids)
+    if found.outcome == "rebuild":
+        if not _least_loaded_rebuild(found.version_raw):
+            return None  # no active instance at the version the pick read
+        found = take(LEAST_LOADED_KEY, LEAST_LOADED_BUILT_AT_KEY, REGISTRY_VERSION_KEY, excluded_ids)
+        if found.outcome == "rebuild":
+            # The registry moved again while we read it: rather than chase it, this pick is answered in SQL.
+            return _least_loaded_take(excluded)
+    if found.outcome == "none":
+        return None
+    chosen = _picked_instance(UUID(least_loaded_member_id(found.member)), found.version or 0)
+    if chosen is None:
+        # The set named an instance that is no longer active, a change the registry version did not
+        # announce (SQL straight into the table): the set is rebuilt at the next pick (dropping its
+        # built-at version is enough), and this pick is answered exactly, in SQL.
+        forget_registry_copies()
+        cache.delete(LEAST_LOADED_BUILT_AT_KEY)
+        return _least_loaded_take(excluded)
+    return chosen
+
+
+def _least_loaded_rebuild(version_raw: bytes) -> bool:
+    """Rebuild the least-loaded set from the active rows, as at ``version_raw``; False if none is active.
+
+    ``version_raw`` was read before the rows: if the registry moves meanwhile, the set is marked with
+    the older version and the next pick rebuilds it again. Members already in the set keep their score
+    (see ``RedisCache.least_loaded_rebuild``), so a rebuild loses no pick; after a Redis restart or an
+    eviction the set comes back from the database, without the picks since each instance's last heartbeat.
+    """
+    loads = [(least_loaded_member(registered_at, pk), load) for pk, registered_at, load in active_loads()]
+    cache.least_loaded_rebuild(LEAST_LOADED_KEY, LEAST_LOADED_BUILT_AT_KEY, version_raw, loads)
+    return bool(loads)
+
+
+def _least_loaded_report(instance: Instance) -> None:
+    """A heartbeat's figure reaches the least-loaded set: the score becomes the reported connections.
+
+    One round trip, on Redis only. Only an active instance is in the set (ZADD XX adds nobody); a cache
+    failure is logged and the heartbeat stands: the score is then stale until the next heartbeat.
+    """
+    report = getattr(cache, "least_loaded_report", None)
+    if report is None or instance.status != InstanceStatus.ACTIVE:
+        return
+    try:
+        report(LEAST_LOADED_KEY, least_loaded_member(instance.registered_at, instance.pk), instance.connections)
+    except Exception:
+        logger.exception("could not report a heartbeat's connections to the least-loaded set")
+
+
 def _least_loaded_take(excluded: list[UUID]) -> Instance | None:
-    """The least-loaded candidate, its ``picks_since_heartbeat`` counted, in one statement.
+    """The least-loaded candidate by the database, its ``picks_since_heartbeat`` counted, in one statement.
+
+    The pick without Redis, and on Redis the exact answer when the sorted set cannot give one.
 
     ``UPDATE … SET picks_since_heartbeat = picks_since_heartbeat + 1 WHERE id = (SELECT id … ORDER BY
     connections + picks_since_heartbeat, registered_at, id LIMIT 1) RETURNING *``: the inner query is the

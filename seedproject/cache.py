@@ -8,12 +8,24 @@
   (``SET NX``, then ``INCRBY`` again). ``incr_counter`` is one round trip; see its docstring.
   ``incr_counter_and_get`` also reads other keys in that round trip (a pick's position and the
   registry version).
+- The least-connections pick keeps each active instance's load in a sorted set: ``least_loaded_take``
+  (one script call per pick), ``least_loaded_rebuild`` and ``least_loaded_report`` (a heartbeat).
 """
 
 import math
+from typing import NamedTuple
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
+
+
+class LeastLoaded(NamedTuple):
+    """What ``least_loaded_take`` found: ``outcome`` is "taken", "none" (every member excluded) or "rebuild"."""
+
+    outcome: str
+    member: str | None  # the member taken ("taken" only)
+    version: object  # the registry version now (deserialized), None when the key is missing
+    version_raw: bytes  # the same as stored (b"" when missing): a rebuild records it as its built-at version
 
 
 class RedisCacheClient(DjangoRedisCacheClient):
@@ -22,6 +34,8 @@ class RedisCacheClient(DjangoRedisCacheClient):
         self._clients: dict[int, object] = {}
         self._incr_scripts: dict[int, object] = {}
         self._incr_and_get_scripts: dict[int, object] = {}
+        self._least_loaded_take_scripts: dict[int, object] = {}
+        self._least_loaded_rebuild_scripts: dict[int, object] = {}
 
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
@@ -57,6 +71,42 @@ class RedisCacheClient(DjangoRedisCacheClient):
         value, *raw = script(keys=[key, *read_keys])
         return value, [None if item is None else self._serializer.loads(item) for item in raw]
 
+    def least_loaded_take(self, set_key: str, built_at_key: str, version_key: str, excluded: list[str]) -> LeastLoaded:
+        """The lowest-scored member of ``set_key`` whose id is not in ``excluded``, its score raised by one.
+
+        One ``EVALSHA`` of ``LEAST_LOADED_TAKE``. Nothing is taken when the set was built at another
+        registry version than ``version_key`` holds now, or is missing: the answer is then a rebuild.
+        """
+        client = self.get_client(set_key, write=True)
+        script = self._least_loaded_take_scripts.get(id(client))
+        if script is None:
+            script = self._least_loaded_take_scripts[id(client)] = client.register_script(LEAST_LOADED_TAKE)
+        outcome, version_raw, *taken = script(keys=[set_key, built_at_key, version_key], args=excluded)
+        version = self._serializer.loads(version_raw) if version_raw else None
+        return LeastLoaded(outcome.decode(), taken[0].decode() if taken else None, version, version_raw)
+
+    def least_loaded_rebuild(
+        self, set_key: str, built_at_key: str, version_raw: bytes, loads: list[tuple[str, int]]
+    ) -> None:
+        """Replace ``set_key`` by the members of ``loads`` ((member, load) pairs), built at ``version_raw``.
+
+        One ``EVALSHA`` of ``LEAST_LOADED_REBUILD``, atomic: a member already in the set keeps its score
+        (heartbeats and picks keep those exact), a new one takes its ``load``; members not in ``loads``
+        go. ``built_at_key`` is set to ``version_raw``, the raw bytes ``least_loaded_take`` returned.
+        """
+        client = self.get_client(set_key, write=True)
+        script = self._least_loaded_rebuild_scripts.get(id(client))
+        if script is None:
+            script = self._least_loaded_rebuild_scripts[id(client)] = client.register_script(LEAST_LOADED_REBUILD)
+        args: list = [version_raw]
+        for member, load in loads:
+            args += (load, member)
+        script(keys=[set_key, built_at_key], args=args)
+
+    def least_loaded_report(self, set_key: str, member: str, load: int) -> None:
+        """``ZADD set_key XX load member``: a member's score becomes ``load``; a member not in the set stays out."""
+        self.get_client(set_key, write=True).zadd(set_key, {member: load}, xx=True)
+
 
 # The counter's rule in Redis: count, and give the key its lifetime when this increment created it.
 INCR_WITH_EXPIRY = """
@@ -79,8 +129,56 @@ return reply
 """
 
 
+# The least-connections pick. KEYS: the sorted set (member "<registration order>:<instance id>", see
+# instances.balancing.least_loaded_member; score: connections + picks since the last heartbeat), the
+# registry version it was built at, the registry version now. ARGV: the excluded ids. The versions are
+# compared as raw bytes: the built-at one is stored as the very bytes this script returned, so no
+# (de)serialization can make equal versions differ. Equal scores go by member: registration order.
+# Reply: {outcome, raw version now, member taken}.
+LEAST_LOADED_TAKE = """
+local version = redis.call('GET', KEYS[3]) or ''
+if redis.call('GET', KEYS[2]) ~= version or redis.call('EXISTS', KEYS[1]) == 0 then
+    return {'rebuild', version}
+end
+local excluded = {}
+for i = 1, #ARGV do
+    excluded[ARGV[i]] = true
+end
+-- At most #ARGV members are excluded: the first #ARGV + 1 hold a candidate if the set has one.
+local members = redis.call('ZRANGE', KEYS[1], 0, #ARGV)
+for i = 1, #members do
+    local member = members[i]
+    if not excluded[string.sub(member, string.find(member, ':', 1, true) + 1)] then
+        redis.call('ZINCRBY', KEYS[1], 1, member)
+        return {'taken', version, member}
+    end
+end
+return {'none', version}
+"""
+
+
+# Replace the set atomically. KEYS: the sorted set, its built-at version. ARGV: the built-at version
+# (raw), then load, member pairs. A member already in the set keeps its score: heartbeats and picks
+# update the set directly, so it is the truth for the members it has; a new member takes the database's
+# load. ZADD goes in chunks: Lua's unpack() is limited to a few thousand values.
+LEAST_LOADED_REBUILD = """
+local args = {}
+for i = 2, #ARGV, 2 do
+    local member = ARGV[i + 1]
+    args[#args + 1] = redis.call('ZSCORE', KEYS[1], member) or ARGV[i]
+    args[#args + 1] = member
+end
+redis.call('DEL', KEYS[1])
+for first = 1, #args, 2000 do
+    redis.call('ZADD', KEYS[1], unpack(args, first, math.min(first + 1999, #args)))
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return #args / 2
+"""
+
+
 class RedisCache(DjangoRedisCache):
-    """``django.core.cache.backends.redis.RedisCache`` with one ``redis.Redis`` per pool and ``incr_counter``."""
+    """Django's ``RedisCache`` with one ``redis.Redis`` per pool, ``incr_counter`` and the least-loaded sorted set."""
 
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
@@ -96,3 +194,24 @@ class RedisCache(DjangoRedisCache):
         """Add one to ``key`` (missing: starts at 0, never expires) and read ``read_keys``: one round trip."""
         keys = [self.make_and_validate_key(k) for k in [key, *read_keys]]
         return self._cache.incr_counter_and_get(keys[0], keys[1:])
+
+    def least_loaded_take(self, key: str, built_at_key: str, version_key: str, excluded: list[str]) -> LeastLoaded:
+        """The least-loaded member of the sorted set ``key`` not in ``excluded``, its pick counted: one round trip.
+
+        A rebuild is asked for (``outcome`` "rebuild") when ``built_at_key`` differs from ``version_key``
+        (the registry version) or the set is missing (a Redis restart, an eviction).
+        """
+        keys = [self.make_and_validate_key(k) for k in (key, built_at_key, version_key)]
+        return self._cache.least_loaded_take(*keys, excluded)
+
+    def least_loaded_rebuild(
+        self, key: str, built_at_key: str, version_raw: bytes, loads: list[tuple[str, int]]
+    ) -> None:
+        """Replace the sorted set ``key`` by ``loads`` (existing members keep their score), built at ``version_raw``."""
+        self._cache.least_loaded_rebuild(
+            self.make_and_validate_key(key), self.make_and_validate_key(built_at_key), version_raw, loads
+        )
+
+    def least_loaded_report(self, key: str, member: str, load: int) -> None:
+        """Set ``member``'s score in the sorted set ``key`` to ``load`` if it is there (a heartbeat): one round trip."""
+        self._cache.least_loaded_report(self.make_and_validate_key(key), member, load)

@@ -78,3 +78,15 @@ def silent():
         return instance
 
     return make_silent
+
+
+@pytest.fixture
+def sql_picks(settings):
+    """The cache as on the embedded default (locmem, per process), so least_connections counts its picks in SQL.
+
+    With REDIS_URL this runs the SQL pick against PostgreSQL; without, against SQLite.
+    """
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    from django.core.cache import cache
+
+    assert not hasattr(cache, "least_loaded_take")

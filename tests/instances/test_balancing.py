@@ -3,6 +3,7 @@
 import itertools
 from collections import Counter as Tally
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,8 @@ from instances.balancing import (
     WeightedStrategy,
     bounded_weights,
     get_strategy,
+    least_loaded_member,
+    least_loaded_member_id,
     rotation_index,
     smooth_weighted_sequence,
 )
@@ -132,6 +135,23 @@ def test_least_connections_spreads_a_burst_between_heartbeats():
     assert set(tally) == {"a", "b", "c"}
     loads = [n.connections + n.picks_since_heartbeat for n in nodes]
     assert max(loads) - min(loads) <= 1
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)),
+            st.uuids(),
+        ),
+        min_size=2,
+        max_size=20,
+    )
+)
+def test_least_loaded_members_sort_as_the_sql_pick_breaks_ties(rows):
+    # Redis orders equal scores by member, byte by byte; the SQL pick by registered_at, then id.
+    members = sorted(least_loaded_member(registered_at, pk) for registered_at, pk in rows)
+    assert members == [least_loaded_member(registered_at, pk) for registered_at, pk in sorted(rows)]
+    assert [least_loaded_member_id(m) for m in members] == [str(pk) for _, pk in sorted(rows)]
 
 
 def test_random_is_uniform_enough():

@@ -59,7 +59,8 @@ def test_a_pick_among_200_never_reads_them_all(strategy, monkeypatch):
         with CaptureQueriesContext(connection) as captured:
             chosen, name = services.instance_select(strategy=strategy)
         assert name == strategy and chosen.status == "active"
-        # One statement per pick: least_connections counts its pick in the same UPDATE … RETURNING.
+        # One statement per pick: least_connections on Redis reads its row by primary key (the count is in
+        # the cache); without Redis it counts its pick in the same UPDATE … RETURNING.
         assert len(captured.captured_queries) == 1, captured.captured_queries
         selects = reads_of_instances(captured.captured_queries)
         assert selects, "a pick reads its instance from the database"
@@ -95,10 +96,16 @@ def test_random_covers_the_candidates_and_honours_exclude(make_instance):
     assert all(100 < count < 200 for count in tally.values())
 
 
-def test_least_connections_in_sql_picks_the_least_loaded_then_spreads():
+def test_least_connections_picks_the_least_loaded_then_spreads():
+    rows = bulk_instances(200, connections=lambda i: 5 if i != 150 else 3)
+    chosen = [services.instance_select(strategy="least_connections")[0].pk for _ in range(4)]
+    # 150 has load 3, 4, then 5 ties with everyone: the earliest registered (rows 0, 1) win the ties.
+    assert chosen == [rows[150].pk, rows[150].pk, rows[0].pk, rows[1].pk]
+
+
+def test_least_connections_in_sql_counts_its_picks_in_the_rows(sql_picks):
     rows = bulk_instances(200, connections=lambda i: 5 if i != 150 else 3)
     chosen = [services.instance_select(strategy="least_connections")[0].pk for _ in range(3)]
-    # 150 has load 3, 4, then 5 ties with everyone: the earliest registered (row 0) wins the tie.
     assert chosen == [rows[150].pk, rows[150].pk, rows[0].pk]
     assert Instance.objects.get(pk=rows[150].pk).picks_since_heartbeat == 2
 
@@ -220,11 +227,11 @@ def test_random_heals_a_change_made_behind_its_back(make_instance, monkeypatch):
 
 @pytest.mark.services
 @pytest.mark.parametrize(
-    ("strategy", "round_trips"), [("round_robin", 1), ("random", 1), ("least_connections", 0), ("weighted", 1)]
+    ("strategy", "round_trips"), [("round_robin", 1), ("random", 1), ("least_connections", 1), ("weighted", 1)]
 )
 def test_a_pick_costs_at_most_one_redis_round_trip(strategy, round_trips, redis_round_trips):
     bulk_instances(20, weights=(1, 2))
-    services.instance_select(strategy=strategy)  # warm: connection, script, weighted period, id copy
+    services.instance_select(strategy=strategy)  # warm: connection, script, weighted period, id copy, least-loaded set
     redis_round_trips.clear()
     for _ in range(3):
         services.instance_select(strategy=strategy)
@@ -233,7 +240,7 @@ def test_a_pick_costs_at_most_one_redis_round_trip(strategy, round_trips, redis_
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-def test_a_least_connections_pick_counts_itself_without_waiting_for_the_disk():
+def test_a_least_connections_pick_in_sql_counts_itself_without_waiting_for_the_disk(sql_picks):
     bulk_instances(3, connections=lambda i: [5, 0, 9][i])
     with CaptureQueriesContext(connection) as captured:
         chosen, _ = services.instance_select(strategy="least_connections")
@@ -255,7 +262,7 @@ def test_a_change_made_by_another_process_reaches_the_next_pick():
     assert newcomer.pk in seen
 
 
-@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted"])
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted", "least_connections"])
 def test_another_process_taking_an_instance_out_stops_the_next_pick_handing_it_out(strategy):
     from django.core.cache import cache
 

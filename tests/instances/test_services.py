@@ -147,6 +147,16 @@ def test_heartbeat_is_one_statement(make_instance, django_assert_num_queries):
 
 
 def test_heartbeat_resets_picks(make_instance):
+    a, b = make_instance(9001).pk, make_instance(9002).pk
+    picks = [services.instance_select(strategy="least_connections")[0].pk for _ in range(4)]
+    assert picks == [a, b, a, b]
+    assert services.instance_heartbeat(instance_id=a, connections=0).picks_since_heartbeat == 0
+    # a counts as 0 again (b has 2 picks): a, a, then a wins the tie at 2, then b.
+    picks = [services.instance_select(strategy="least_connections")[0].pk for _ in range(4)]
+    assert picks == [a, a, a, b]
+
+
+def test_heartbeat_resets_the_picks_counted_in_the_row_in_sql(make_instance, sql_picks):
     instance = make_instance(9001)
     services.instance_select(strategy="least_connections")
     services.instance_select(strategy="least_connections")
