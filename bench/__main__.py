@@ -99,7 +99,7 @@ def run_seed_pg(stack: contextlib.ExitStack, profile: scenarios.Profile, wanted:
     if "receive_scale" in wanted:
         out += scenarios.receive_scale(target, profile)
     if "ttl_sweep" in wanted:
-        out.append(scenarios.ttl_sweep(target, profile, env))
+        out += scenarios.ttl_sweep(target, profile, env)
     if "fanout" in wanted:
         out.append(scenarios.monitor_fanout(target, profile))
     server.stop()

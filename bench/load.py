@@ -1,8 +1,8 @@
 """The load generator: a separate process (``python -m bench.load``) that reads one JSON spec on stdin.
 
 It is an asyncio + aiohttp client with keep-alive connections (one per simulated client). Each client
-runs its own loop of one operation; figures are counted only after the warm-up. The result is one JSON
-line on stdout. For sockets (``mode: ws``) it prints ``{"ready": ...}`` once every socket has its
+runs its own loop of one operation, back to back or paced; figures are counted only after the warm-up.
+The result is one JSON line on stdout. For sockets (``mode: ws``) it prints ``{"ready": ...}`` once every socket has its
 snapshot, waits for a line on stdin (the harness measures the server's memory meanwhile), triggers the
 change itself and reports when each socket saw it.
 """
@@ -72,6 +72,11 @@ async def _one(session, base: str, client: dict, stats: Stats) -> int:
 
 async def _client(session, base: str, client: dict, stats: Stats, deadline: float) -> None:
     paths = client.get("paths")  # a list of paths: each is requested once, then the client stops
+    # Paced ("interval": seconds between request starts) or, by default, one request after another.
+    # Paced is open loop: a request's latency counts from when it was due, so a stall in the server
+    # shows in full in every request it delayed (a closed loop would simply send fewer requests).
+    interval = client.get("interval")
+    due = time.perf_counter()
     index = 0
     while time.perf_counter() < deadline:
         if paths is not None:
@@ -79,7 +84,12 @@ async def _client(session, base: str, client: dict, stats: Stats, deadline: floa
                 return
             client = {**client, "path": paths[index]}
             index += 1
-        t0 = time.perf_counter()
+        if interval:
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            t0, due = due, due + interval
+        else:
+            t0 = time.perf_counter()
         try:
             units = await _one(session, base, client, stats)
         except (TimeoutError, aiohttp.ClientError) as exc:
