@@ -32,6 +32,7 @@ from instances.balancing import (
 )
 from instances.choices import OPERATOR_SETTABLE_STATUSES, EventActor, EventKind, InstanceStatus
 from instances.events import publish_cluster_update
+from instances.load_reports import LoadReports
 from instances.models import ClusterConfig, Instance, InstanceEvent
 from instances.selectors import (
     active_ids,
@@ -511,16 +512,28 @@ def _least_loaded_rebuild(version_raw: bytes) -> bool:
 def _least_loaded_report(instance: Instance) -> None:
     """A heartbeat's figure reaches the least-loaded set: the score becomes the reported connections.
 
-    One round trip, on Redis only. Only an active instance is in the set (ZADD XX adds nobody); a cache
-    failure is logged and the heartbeat stands: the score is then stale until the next heartbeat.
+    On Redis only, and only for an active instance (only those are in the set; ZADD XX adds nobody).
+    Sent by this process's background sender a moment later (``instances.load_reports``), or at once
+    when ``SEED_LEAST_LOADED_REPORT_DELAY`` is 0. A cache failure is logged and the heartbeat stands:
+    the score is then stale until the next heartbeat.
     """
-    report = getattr(cache, "least_loaded_report", None)
-    if report is None or instance.status != InstanceStatus.ACTIVE:
+    if not hasattr(cache, "least_loaded_report") or instance.status != InstanceStatus.ACTIVE:
+        return
+    member = least_loaded_member(instance.registered_at, instance.pk)
+    if settings.SEED_LEAST_LOADED_REPORT_DELAY > 0:
+        load_reports.add(member, instance.connections)
         return
     try:
-        report(LEAST_LOADED_KEY, least_loaded_member(instance.registered_at, instance.pk), instance.connections)
+        _send_load_reports({member: instance.connections})
     except Exception:
         logger.exception("could not report a heartbeat's connections to the least-loaded set")
+
+
+def _send_load_reports(loads: dict[str, int]) -> None:
+    cache.least_loaded_report(LEAST_LOADED_KEY, loads)
+
+
+load_reports = LoadReports(_send_load_reports)
 
 
 def _least_loaded_take(excluded: list[UUID]) -> Instance | None:

@@ -13,6 +13,7 @@
 """
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
@@ -103,9 +104,9 @@ class RedisCacheClient(DjangoRedisCacheClient):
             args += (load, member)
         script(keys=[set_key, built_at_key], args=args)
 
-    def least_loaded_report(self, set_key: str, member: str, load: int) -> None:
-        """``ZADD set_key XX load member``: a member's score becomes ``load``; a member not in the set stays out."""
-        self.get_client(set_key, write=True).zadd(set_key, {member: load}, xx=True)
+    def least_loaded_report(self, set_key: str, loads: Mapping[str, int]) -> None:
+        """``ZADD set_key XX load member …``: each member's score becomes its load; nobody new is added."""
+        self.get_client(set_key, write=True).zadd(set_key, dict(loads), xx=True)
 
 
 # The counter's rule in Redis: count, and give the key its lifetime when this increment created it.
@@ -212,6 +213,6 @@ class RedisCache(DjangoRedisCache):
             self.make_and_validate_key(key), self.make_and_validate_key(built_at_key), version_raw, loads
         )
 
-    def least_loaded_report(self, key: str, member: str, load: int) -> None:
-        """Set ``member``'s score in the sorted set ``key`` to ``load`` if it is there (a heartbeat): one round trip."""
-        self._cache.least_loaded_report(self.make_and_validate_key(key), member, load)
+    def least_loaded_report(self, key: str, loads: Mapping[str, int]) -> None:
+        """Set each member's score in the sorted set ``key`` to its load if it is there (heartbeats): one round trip."""
+        self._cache.least_loaded_report(self.make_and_validate_key(key), loads)

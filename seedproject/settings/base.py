@@ -283,6 +283,9 @@ SEED_HTTP_THREADS = env_int("SEED_HTTP_THREADS", 32)
 # Seconds a request thread waits on its kept-alive connection for the client's next request, serving it
 # itself instead of handing the connection back to gunicorn's main thread (seedproject.gworker); 0 = off.
 SEED_HTTP_KEEPALIVE_LINGER = env_float("SEED_HTTP_KEEPALIVE_LINGER", 0.05)
+# Seconds a process gathers heartbeats' connection figures before sending them to the least-connections
+# set in one Redis call (instances.load_reports); 0 = each heartbeat sends its own, before it answers.
+SEED_LEAST_LOADED_REPORT_DELAY = env_float("SEED_LEAST_LOADED_REPORT_DELAY", 0.05)
 # HTTP processes sharing the server's port; 0 = one per core. Needs Redis (else always 1).
 SEED_HTTP_PROCESSES = env_int("SEED_HTTP_PROCESSES", 0)
 # daphne processes holding the WebSockets when gunicorn serves HTTP (idle sockets cost memory, not CPU).

@@ -13,3 +13,6 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 SEED_ALLOW_LOCAL_ANONYMOUS = True
 SEED_ENROLLMENT_TOKEN = "test-enrollment-token"  # noqa: S105 - test-only secret
 SEED_THROTTLE_RATE = ""
+# Heartbeats send their least-connections figure before they answer (instances.load_reports is tested
+# with its delay on where it is the subject).
+SEED_LEAST_LOADED_REPORT_DELAY = 0

@@ -14,9 +14,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from instances import services
+from instances.load_reports import LoadReports
 from instances.models import Instance
 from seedproject.cache import RedisCacheClient
 from seedproject.errors import NoHealthyInstance
+from tests.e2e.harness import wait_for
 from tests.instances.test_picks import bulk_instances
 
 pytestmark = pytest.mark.django_db
@@ -228,3 +230,51 @@ def test_concurrent_picks_are_all_counted():
     # concurrently, losing none): equal loads stay equal.
     assert Tally(chosen) == {row.pk: total // 4 for row in rows}
     assert sum(least_loaded_scores().values()) == total
+
+
+@pytest.mark.services
+def test_with_a_report_delay_heartbeats_answer_without_redis_and_their_figures_go_together(
+    settings, monkeypatch, make_instance, redis_round_trips
+):
+    a, b = make_instance(9001).pk, make_instance(9002).pk
+    assert [pick(), pick()] == [a, b]
+    # A sender of its own that waits long: this test sends by hand.
+    reports = LoadReports(services._send_load_reports)
+    monkeypatch.setattr(services, "load_reports", reports)
+    settings.SEED_LEAST_LOADED_REPORT_DELAY = 30
+    redis_round_trips.clear()
+    services.instance_heartbeat(instance_id=a, connections=5)
+    services.instance_heartbeat(instance_id=b, connections=7)
+    services.instance_heartbeat(instance_id=a, connections=4)  # the later figure replaces the earlier
+    assert redis_round_trips == []
+    assert least_loaded_scores() == {str(a): 1, str(b): 1}  # not sent yet
+    redis_round_trips.clear()
+    assert reports.flush() == 2
+    assert len(redis_round_trips) == 1
+    assert least_loaded_scores() == {str(a): 4, str(b): 7}
+    assert pick() == a
+
+
+@pytest.mark.services
+def test_the_background_sender_delivers_heartbeat_figures(settings, make_instance):
+    a = make_instance(9001).pk
+    pick()
+    settings.SEED_LEAST_LOADED_REPORT_DELAY = 0.05
+    services.instance_heartbeat(instance_id=a, connections=9)
+    wait_for(lambda: least_loaded_scores() == {str(a): 9}, timeout=10, what="the figure in the set")
+
+
+def test_a_failed_send_of_figures_is_logged_and_the_next_ones_still_go(caplog):
+    sent: list[dict] = []
+
+    def send(loads):
+        if "bad" in loads:
+            raise ConnectionError("Redis is away")
+        sent.append(loads)
+
+    reports = LoadReports(send)
+    with caplog.at_level(logging.ERROR, logger="instances.load_reports"):
+        reports.add("bad", 1)
+        wait_for(lambda: "could not send 1 heartbeat figures" in caplog.text, timeout=10, what="the error logged")
+    reports.add("good", 2)
+    wait_for(lambda: sent == [{"good": 2}], timeout=10, what="the next figures sent")

@@ -65,8 +65,7 @@ def test_a_report_sets_the_score_of_a_member_and_adds_nobody():
     cache.incr_counter(VERSION)
     cache.least_loaded_rebuild(SET, BUILT_AT, take().version_raw, [(member(1), 0)])
     take()
-    cache.least_loaded_report(SET, member(1), 7)
-    cache.least_loaded_report(SET, member(2), 0)
+    cache.least_loaded_report(SET, {member(1): 7, member(2): 0})
     assert scores() == {member(1): 7}
 
 
