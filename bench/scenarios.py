@@ -404,7 +404,19 @@ def receive_scale(target: Target, profile: Profile) -> list[dict]:
         progress(f"  receive with {size:,} messages in the table: p50 {row['p50_ms']:.2f} ms")
         out.append(row)
     db.execute("DELETE FROM collaboration_message WHERE receiver_id LIKE 'scale-%%'")
+    settle(db)
     return out
+
+
+def settle(db: Database) -> None:
+    """Leave the database as the next scenario should find it: dead rows vacuumed, dirty pages written.
+
+    A scenario that deletes or updates a million rows would otherwise hand its autovacuum and checkpoint
+    to the next one, which then measures them (the TTL sweep ran next to autovacuum's pass over the
+    receive scale's deleted million, the fan-out next to the sweep's; bench/README.md, item 12).
+    """
+    db.execute("VACUUM ANALYZE collaboration_message")
+    db.execute("CHECKPOINT")
 
 
 SWEEP_CODE = """
@@ -438,7 +450,7 @@ def ttl_sweep(target: Target, profile: Profile, env: dict[str, str]) -> list[dic
             "UPDATE collaboration_message SET status = 'queued', expires_at = now() - interval '1 second' "
             "WHERE receiver_id LIKE 'ttl-%%'"
         )
-        db.execute("VACUUM ANALYZE collaboration_message")
+        settle(db)  # so no checkpoint of the fill's pages lands in the measured sweep
         clients = [
             {
                 "op": "post",
@@ -454,6 +466,8 @@ def ttl_sweep(target: Target, profile: Profile, env: dict[str, str]) -> list[dic
         progress(f"  swept {row['counts']} in {row['seconds']:.2f} s; send max {row['send_max_ms']:.0f} ms")
         row.update(rows=rows, paced=paced, send_rate=SWEEP_SEND_RATE if paced else None)
         out.append(row)
+    db.execute("DELETE FROM collaboration_message WHERE receiver_id LIKE 'ttl-%%'")
+    settle(db)
     return out
 
 

@@ -194,10 +194,12 @@ def test_an_ack_touches_a_stale_receiver(pair):
     assert Employee.objects.get(pk="qa_001").last_seen > timezone.now() - timedelta(minutes=1)
 
 
-def test_sweep_batches_commit_without_waiting_for_the_disk_and_each_on_its_own(pair):
+def test_sweep_batches_commit_without_waiting_for_the_disk_and_each_on_its_own(pair, settings):
     from datetime import timedelta
 
     from django.utils import timezone
+
+    settings.SEED_EXPIRY_WORKERS = 1  # every batch on this thread's connection, where they are captured
 
     sent = [send(action=f"m{i}")[0] for i in range(5)]
     Message.objects.filter(pk__in=[m.pk for m in sent]).update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -211,3 +213,51 @@ def test_sweep_batches_commit_without_waiting_for_the_disk_and_each_on_its_own(p
     assert all(b.endswith("; COMMIT") for b in batches)
     assert idle()
     assert set(Message.objects.values_list("status", flat=True)) == {"expired"}
+
+
+def test_a_sweep_with_two_workers_splits_the_receivers_and_gets_every_message(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.SEED_EXPIRY_WORKERS = 2
+    receivers = [f"r{i:02d}" for i in range(40)]
+    services.employee_register(employee_id="boss", role="manager")
+    for receiver in receivers:
+        services.employee_register(employee_id=receiver, role="developer")
+    now = timezone.now()
+    Message.objects.bulk_create(
+        Message(
+            sender_id="boss",
+            receiver_id=receiver,
+            message_type="notification",
+            action=f"{receiver}-{n}",
+            created_at=now,
+            expires_at=now - timedelta(seconds=1) if n < 5 else now + timedelta(hours=1),
+        )
+        for receiver in receivers
+        for n in range(6)
+    )
+    Message.objects.filter(action__endswith="-4").update(status="leased", lease_expires_at=now - timedelta(seconds=1))
+    Message.objects.filter(action__endswith="-5").update(status="leased", lease_expires_at=now - timedelta(seconds=1))
+    with CaptureQueriesContext(connection) as captured:
+        counts = services.messages_expire(batch_size=7)
+    # TTL first: 5 per receiver expired (one of them leased); the sixth's lease ran out within its TTL.
+    assert counts == {"expired": 200, "requeued": 40, "dead": 0}
+    statuses = Message.objects.values_list("action", "status")
+    assert {action: status for action, status in statuses if not action.endswith("-5")} == {
+        f"{r}-{n}": "expired" for r in receivers for n in range(5)
+    }
+    assert {status for action, status in statuses if action.endswith("-5")} == {"queued"}
+    assert captured.captured_queries == []  # the workers ran on connections of their own
+    assert idle()
+    # Each worker gives its connection back: more sweeps than the pool has connections all run.
+    for _ in range(settings.SEED_DB_POOL_SIZE + 1):
+        assert services.messages_expire() == {"expired": 0, "requeued": 0, "dead": 0}
+    # Both shares had receivers (so both workers swept), and they split the receivers between them.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (hashtext(employee_id) & 2147483647) % 2, COUNT(*) FROM collaboration_employee "
+            "WHERE employee_id LIKE 'r%' GROUP BY 1 ORDER BY 1"
+        )
+        assert [share for share, _ in cursor.fetchall()] == [0, 1]
