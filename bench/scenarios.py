@@ -385,7 +385,7 @@ def receive_scale(target: Target, profile: Profile) -> list[dict]:
         started = time.monotonic()
         db.execute("DELETE FROM collaboration_message WHERE receiver_id LIKE 'scale-%%'")
         fill_queues(db, employees, employees[0], size // len(employees))
-        db.execute("VACUUM ANALYZE collaboration_message")
+        settle(db)  # the fill's own dirty pages are written out before, not during, the receives
         progress(f"  filled in {time.monotonic() - started:.1f} s")
         sample = employees[:250] if profile.quick else employees
         paths = [f"{COLLAB}/employees/{e}/messages/receive" for e in sample]
