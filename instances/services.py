@@ -427,8 +427,11 @@ WEIGHTED_CHUNK = 512
 def instance_select(*, strategy: str | None = None, exclude: Iterable = ()) -> tuple[Instance, str]:
     """Pick one active instance with ``strategy`` (default: the cluster's), skipping ``exclude``.
 
-    The built-in strategies pick in SQL with bounded work (one row leaves the database); a custom
-    strategy gets the full candidate list, as its ``select_instance(self, instances)`` contract says.
+    The built-in strategies share their state through the cache (a position, a period, a sorted set;
+    least_connections without Redis: the rows' pick counts) and answer with one row by primary key, often
+    from this process's copy of it; when a copy turns out stale they fall back to an exact pick in SQL
+    with bounded work. A custom strategy gets the full candidate list, as its ``select_instance(self,
+    instances)`` contract says.
     """
     name = strategy or cluster_config_get()["load_balance_strategy"]
     picker = _strategy_for(name)
