@@ -148,6 +148,21 @@ def send_body(receiver: str) -> dict:
     return {"receiver_id": receiver, "message_type": "notification", "action": "bench", "data": {"n": 1}}
 
 
+def send_clients(target: Target, pairs: list[tuple[str, str]], **extra) -> list[dict]:
+    """One load-generator client per (sender, receiver) pair, each sending to its own receiver."""
+    return [
+        {
+            "op": "post",
+            "path": f"{COLLAB}/employees/{s}/messages",
+            "body": send_body(r),
+            "expect": 201,
+            "headers": target.headers(s),
+            **extra,
+        }
+        for s, r in pairs
+    ]
+
+
 # --- runner ----------------------------------------------------------------------------------------
 
 
@@ -213,18 +228,7 @@ def send_scenario(target: Target, profile: Profile) -> dict:
     progress(f"send [{target.label}]: {CONCURRENCY} clients, fresh connected pairs per run")
 
     def spec(_: int) -> dict:
-        pairs = connected_pairs(target, CONCURRENCY)
-        clients = [
-            {
-                "op": "post",
-                "path": f"{COLLAB}/employees/{s}/messages",
-                "body": send_body(r),
-                "expect": 201,
-                "headers": target.headers(s),
-            }
-            for s, r in pairs
-        ]
-        return {"base": target.server.url, "clients": clients}
+        return {"base": target.server.url, "clients": send_clients(target, connected_pairs(target, CONCURRENCY))}
 
     return repeat("send", target.label, profile, spec, "msgs/s", floor="floor_insert", target_ratio=0.6)
 
@@ -451,18 +455,8 @@ def ttl_sweep(target: Target, profile: Profile, env: dict[str, str]) -> list[dic
             "WHERE receiver_id LIKE 'ttl-%%'"
         )
         settle(db)  # so no checkpoint of the fill's pages lands in the measured sweep
-        clients = [
-            {
-                "op": "post",
-                "path": f"{COLLAB}/employees/{s}/messages",
-                "body": send_body(r),
-                "expect": 201,
-                "headers": target.headers(s),
-                **({"interval": len(pairs) / SWEEP_SEND_RATE} if paced else {}),
-            }
-            for s, r in pairs
-        ]
-        row = _sweep_under_sends(target, env, clients)
+        pacing = {"interval": len(pairs) / SWEEP_SEND_RATE} if paced else {}
+        row = _sweep_under_sends(target, env, send_clients(target, pairs, **pacing))
         progress(f"  swept {row['counts']} in {row['seconds']:.2f} s; send max {row['send_max_ms']:.0f} ms")
         row.update(rows=rows, paced=paced, send_rate=SWEEP_SEND_RATE if paced else None)
         out.append(row)
