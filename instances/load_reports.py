@@ -29,15 +29,20 @@ class LoadReports:
 
     def __init__(self, send: Callable[[dict[str, int]], None]) -> None:
         self._send = send
-        self._pid = None
+        self._fresh_state()
+        # A forked child starts with nothing pending, no sender thread and a lock no parent thread can hold.
+        os.register_at_fork(after_in_child=self._fresh_state)
+
+    def _fresh_state(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, int] = {}
         self._wake = threading.Event()
+        self._started = False
 
     def add(self, member: str, load: int) -> None:
         """Queue ``member``'s figure (a later figure for the same member replaces it) and wake the sender."""
-        if self._pid != os.getpid():
-            self._start()  # first use in this process (a forked server worker starts its own thread)
+        if not self._started:
+            self._start()  # first use in this process
         with self._lock:
             self._pending[member] = load
         self._wake.set()
@@ -57,11 +62,9 @@ class LoadReports:
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
+            if self._started:
                 return
-            self._pid = os.getpid()
-            self._pending = {}
-            self._wake = threading.Event()
+            self._started = True
             threading.Thread(target=self._run, name="seed-load-reports", daemon=True).start()
 
     def _run(self) -> None:

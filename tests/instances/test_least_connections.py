@@ -4,7 +4,12 @@ The tests without the ``services`` marker hold on both paths: the sorted set in 
 runs) and the database count (the embedded default, or the ``sql_picks`` fixture).
 """
 
+import json
 import logging
+import os
+import select
+import signal
+import time
 from collections import Counter as Tally
 from concurrent.futures import ThreadPoolExecutor
 
@@ -278,3 +283,31 @@ def test_a_failed_send_of_figures_is_logged_and_the_next_ones_still_go(caplog):
         wait_for(lambda: "could not send 1 heartbeat figures" in caplog.text, timeout=10, what="the error logged")
     reports.add("good", 2)
     wait_for(lambda: sent == [{"good": 2}], timeout=10, what="the next figures sent")
+
+
+def test_a_forked_process_sends_its_own_figures_with_a_sender_of_its_own():
+    read_end, write_end = os.pipe()
+
+    def send(loads):
+        os.write(write_end, json.dumps(loads).encode() + b"\n")
+
+    reports = LoadReports(send)
+    reports.add("parent", 1)  # the parent's sender thread is running (and may hold the lock) when it forks
+    pid = os.fork()
+    if pid == 0:  # the child: its figure must reach send() through a thread of its own
+        try:
+            reports.add("child", 2)
+            time.sleep(5)  # the sender sends it meanwhile (delay 0 in tests); the parent stops waiting at once
+        finally:
+            os._exit(0)
+    try:
+        seen: list[dict] = []
+        with os.fdopen(read_end, "rb") as pipe:
+            while {"child": 2} not in seen:
+                ready, _, _ = select.select([pipe], [], [], 10)
+                assert ready, f"no figures from the child; seen {seen}"
+                seen.append(json.loads(pipe.readline()))
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(write_end)
