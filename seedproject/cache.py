@@ -33,10 +33,7 @@ class RedisCacheClient(DjangoRedisCacheClient):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._clients: dict[int, object] = {}
-        self._incr_scripts: dict[int, object] = {}
-        self._incr_and_get_scripts: dict[int, object] = {}
-        self._least_loaded_take_scripts: dict[int, object] = {}
-        self._least_loaded_rebuild_scripts: dict[int, object] = {}
+        self._scripts: dict[tuple[int, str], object] = {}
 
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
@@ -46,6 +43,18 @@ class RedisCacheClient(DjangoRedisCacheClient):
             pool = self._pools.get(index) or self._get_connection_pool(write)
             client = self._clients[index] = self._client(connection_pool=pool)
         return client
+
+    def _script(self, client, source: str):
+        """The Lua ``source`` registered with ``client``, once per client.
+
+        redis-py's ``Script`` sends ``EVALSHA`` and loads the script on ``NOSCRIPT`` (e.g. after a Redis
+        restart), so each call is one round trip.
+        """
+        key = (id(client), source)
+        script = self._scripts.get(key)
+        if script is None:
+            script = self._scripts[key] = client.register_script(source)
+        return script
 
     def incr_counter(self, key: str, timeout: int | None, amount: int = 1) -> int:
         """``INCRBY key amount``; a missing key starts at 0 and, with a ``timeout``, expires that many seconds later.
@@ -57,19 +66,12 @@ class RedisCacheClient(DjangoRedisCacheClient):
         client = self.get_client(key, write=True)
         if timeout is None:
             return client.incrby(key, amount)
-        script = self._incr_scripts.get(id(client))
-        if script is None:
-            # redis-py's Script sends EVALSHA and loads the script on NOSCRIPT (e.g. after a Redis restart).
-            script = self._incr_scripts[id(client)] = client.register_script(INCR_WITH_EXPIRY)
-        return script(keys=[key], args=[timeout, amount])
+        return self._script(client, INCR_WITH_EXPIRY)(keys=[key], args=[timeout, amount])
 
     def incr_counter_and_get(self, key: str, read_keys: list[str]) -> tuple[int, list]:
         """``INCR key`` (no expiry) and ``GET`` of each of ``read_keys``, in one round trip (a script)."""
         client = self.get_client(key, write=True)
-        script = self._incr_and_get_scripts.get(id(client))
-        if script is None:
-            script = self._incr_and_get_scripts[id(client)] = client.register_script(INCR_AND_GET)
-        value, *raw = script(keys=[key, *read_keys])
+        value, *raw = self._script(client, INCR_AND_GET)(keys=[key, *read_keys])
         return value, [None if item is None else self._serializer.loads(item) for item in raw]
 
     def least_loaded_take(self, set_key: str, built_at_key: str, version_key: str, excluded: list[str]) -> LeastLoaded:
@@ -79,10 +81,8 @@ class RedisCacheClient(DjangoRedisCacheClient):
         registry version than ``version_key`` holds now, or is missing: the answer is then a rebuild.
         """
         client = self.get_client(set_key, write=True)
-        script = self._least_loaded_take_scripts.get(id(client))
-        if script is None:
-            script = self._least_loaded_take_scripts[id(client)] = client.register_script(LEAST_LOADED_TAKE)
-        outcome, version_raw, *taken = script(keys=[set_key, built_at_key, version_key], args=excluded)
+        take = self._script(client, LEAST_LOADED_TAKE)
+        outcome, version_raw, *taken = take(keys=[set_key, built_at_key, version_key], args=excluded)
         version = self._serializer.loads(version_raw) if version_raw else None
         return LeastLoaded(outcome.decode(), taken[0].decode() if taken else None, version, version_raw)
 
@@ -96,13 +96,10 @@ class RedisCacheClient(DjangoRedisCacheClient):
         go. ``built_at_key`` is set to ``version_raw``, the raw bytes ``least_loaded_take`` returned.
         """
         client = self.get_client(set_key, write=True)
-        script = self._least_loaded_rebuild_scripts.get(id(client))
-        if script is None:
-            script = self._least_loaded_rebuild_scripts[id(client)] = client.register_script(LEAST_LOADED_REBUILD)
         args: list = [version_raw]
         for member, load in loads:
             args += (load, member)
-        script(keys=[set_key, built_at_key], args=args)
+        self._script(client, LEAST_LOADED_REBUILD)(keys=[set_key, built_at_key], args=args)
 
     def least_loaded_report(self, set_key: str, loads: Mapping[str, int]) -> None:
         """``ZADD set_key XX load member …``: each member's score becomes its load; nobody new is added."""
