@@ -40,11 +40,17 @@ class LoadReports:
         self._started = False
 
     def add(self, member: str, load: int) -> None:
-        """Queue ``member``'s figure (a later figure for the same member replaces it) and wake the sender."""
-        if not self._started:
-            self._start()  # first use in this process
+        """Queue ``member``'s figure (a later figure for the same member replaces it) and wake the sender.
+
+        With ``SEED_LEAST_LOADED_REPORT_DELAY`` 0 the figure is sent at once, in this thread.
+        """
         with self._lock:
             self._pending[member] = load
+        if settings.SEED_LEAST_LOADED_REPORT_DELAY <= 0:
+            self.flush()
+            return
+        if not self._started:
+            self._start()  # first use in this process
         self._wake.set()
 
     def flush(self) -> int:

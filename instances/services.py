@@ -520,16 +520,8 @@ def _least_loaded_report(instance: Instance) -> None:
     when ``SEED_LEAST_LOADED_REPORT_DELAY`` is 0. A cache failure is logged and the heartbeat stands:
     the score is then stale until the next heartbeat.
     """
-    if not hasattr(cache, "least_loaded_report") or instance.status != InstanceStatus.ACTIVE:
-        return
-    member = least_loaded_member(instance.registered_at, instance.pk)
-    if settings.SEED_LEAST_LOADED_REPORT_DELAY > 0:
-        load_reports.add(member, instance.connections)
-        return
-    try:
-        _send_load_reports({member: instance.connections})
-    except Exception:
-        logger.exception("could not report a heartbeat's connections to the least-loaded set")
+    if hasattr(cache, "least_loaded_report") and instance.status == InstanceStatus.ACTIVE:
+        load_reports.add(least_loaded_member(instance.registered_at, instance.pk), instance.connections)
 
 
 def _send_load_reports(loads: dict[str, int]) -> None:

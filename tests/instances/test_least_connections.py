@@ -19,6 +19,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from instances import services
+from instances.balancing import least_loaded_member_id
 from instances.load_reports import LoadReports
 from instances.models import Instance
 from seedproject.cache import RedisCacheClient
@@ -37,7 +38,7 @@ def least_loaded_scores():
     """{instance id: score} of the sorted set in Redis."""
     client = cache._cache.get_client(write=True)
     members = client.zrange(cache.make_and_validate_key(services.LEAST_LOADED_KEY), 0, -1, withscores=True)
-    return {member.decode().partition(":")[2]: score for member, score in members}
+    return {least_loaded_member_id(member.decode()): score for member, score in members}
 
 
 def test_the_least_loaded_first_then_a_burst_spreads_ties_in_registration_order():
@@ -153,7 +154,7 @@ def test_a_heartbeat_survives_a_cache_failure(make_instance, monkeypatch, caplog
         raise ConnectionError("Redis is away")
 
     monkeypatch.setattr(RedisCacheClient, "least_loaded_report", failing)
-    with caplog.at_level(logging.ERROR, logger="instances.services"):
+    with caplog.at_level(logging.ERROR, logger="instances.load_reports"):
         beat = services.instance_heartbeat(instance_id=a, connections=3)
     assert beat.connections == 3 and Instance.objects.get(pk=a).connections == 3
     assert "least-loaded set" in caplog.text
@@ -269,7 +270,8 @@ def test_the_background_sender_delivers_heartbeat_figures(settings, make_instanc
     wait_for(lambda: least_loaded_scores() == {str(a): 9}, timeout=10, what="the figure in the set")
 
 
-def test_a_failed_send_of_figures_is_logged_and_the_next_ones_still_go(caplog):
+def test_a_failed_send_of_figures_is_logged_and_the_next_ones_still_go(settings, caplog):
+    settings.SEED_LEAST_LOADED_REPORT_DELAY = 0.01  # through the background sender
     sent: list[dict] = []
 
     def send(loads):
@@ -285,7 +287,8 @@ def test_a_failed_send_of_figures_is_logged_and_the_next_ones_still_go(caplog):
     wait_for(lambda: sent == [{"good": 2}], timeout=10, what="the next figures sent")
 
 
-def test_a_forked_process_sends_its_own_figures_with_a_sender_of_its_own():
+def test_a_forked_process_sends_its_own_figures_with_a_sender_of_its_own(settings):
+    settings.SEED_LEAST_LOADED_REPORT_DELAY = 0.01  # through the background sender
     read_end, write_end = os.pipe()
 
     def send(loads):
@@ -297,7 +300,7 @@ def test_a_forked_process_sends_its_own_figures_with_a_sender_of_its_own():
     if pid == 0:  # the child: its figure must reach send() through a thread of its own
         try:
             reports.add("child", 2)
-            time.sleep(5)  # the sender sends it meanwhile (delay 0 in tests); the parent stops waiting at once
+            time.sleep(5)  # the sender sends it meanwhile; the parent stops waiting at once
         finally:
             os._exit(0)
     try:
