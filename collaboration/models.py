@@ -137,11 +137,18 @@ class Message(models.Model):
         indexes = [
             # Dequeue (WHERE receiver, status=queued ORDER BY priority DESC, created_at) and the depth count.
             models.Index("receiver", "status", models.F("priority").desc(), "created_at", name="collab_msg_dequeue"),
-            # The TTL sweep: status IN (queued, leased) AND expires_at <= now. Not partial on the live statuses
-            # (which would spare the sweep an index entry per row it expires): a send's room count has the same
-            # status condition and `expires_at > now`, and on stale statistics PostgreSQL then chose this
-            # index over the receiver's, counting every receiver's live messages on each send.
-            models.Index(fields=["status", "expires_at"], name="collab_msg_ttl"),
+            # Live messages by receiver and TTL: the TTL sweep (status IN (queued, leased) AND expires_at <= now,
+            # every receiver: the whole index is read, about 10 ns an entry), a receive's own expiry and a send's
+            # room count (one receiver's range). Partial on the live statuses, so a message that is expired or
+            # acked gets no entry: one index insert fewer per row for the sweep and for every ack. Led by the
+            # receiver, so no plan can use it to count every receiver's live messages for one send (what a
+            # partial index on expires_at alone drew the room count to on stale statistics; bench/README.md,
+            # items 11 and 13).
+            models.Index(
+                fields=["receiver", "expires_at"],
+                name="collab_msg_ttl_live",
+                condition=Q(status__in=[MessageStatus.QUEUED, MessageStatus.LEASED]),
+            ),
             # Lease reclaim (the sweep's, and a receive's of its own run-out leases): status = leased AND
             # lease_expires_at <= now. Partial: a message that leaves the leased status (acked, expired, dead,
             # back in the queue) gets no entry, so expiring or acking a message writes one index entry fewer.

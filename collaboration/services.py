@@ -5,6 +5,7 @@ Every rule of the bus lives here or in the pure modules (protocol.py, queue.py);
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -733,15 +734,16 @@ EXPIRE_BATCH_SIZE = 5000
 EXPIRE_EVENT_RECEIVERS = 200
 
 
-def _sweep_batches(due: str, params: list[Any], assignments: str, set_params: list[Any], size: int) -> list[tuple]:
-    """Update the rows matching ``due`` ``size`` at a time; returns ``(receiver_id, status)`` of every change.
+def _sweep_batches(due: str, params: list[Any], assignments: str, set_params: list[Any], size: int) -> Counter:
+    """Update the rows matching ``due`` ``size`` at a time; returns how many changed per ``(receiver_id, status)``.
 
-    On PostgreSQL outside a transaction the work is split between ``SEED_EXPIRY_WORKERS`` threads, each
+    On PostgreSQL outside a transaction the work can be split between ``SEED_EXPIRY_WORKERS`` threads, each
     with its own connection and its own share of the receivers (a hash of the receiver id): a changed row
     is CPU work in PostgreSQL (a new row version and an entry in each index), so a backlog drains about
-    as many times faster as PostgreSQL has idle cores (100,000 rows: 1.5 s with one worker, 1.0 s with
-    two, on 2 cores; bench/README.md, item 12). Shares never overlap, so the workers never wait on each
-    other's rows. Elsewhere (SQLite, inside a transaction) one worker does it all, in this thread.
+    as many times faster as PostgreSQL has idle cores. The default is one: on a database server with two
+    cores, two workers took both and held concurrent sends back for 100-250 ms (bench/README.md, item 13).
+    Shares never overlap, so the workers never wait on each other's rows. Elsewhere (SQLite, inside a
+    transaction) one worker does it all, in this thread.
     """
     workers = max(1, settings.SEED_EXPIRY_WORKERS)
     if workers == 1 or not batch_possible():
@@ -750,48 +752,50 @@ def _sweep_batches(due: str, params: list[Any], assignments: str, set_params: li
     # A share of the receivers: a hash of the id, its sign bit cleared (never negative), modulo the workers.
     share = f"{due} AND (hashtext({qn('receiver_id')}) & 2147483647) %% %s = %s"
 
-    def sweep_one_share(index: int) -> list[tuple]:
+    def sweep_one_share(index: int) -> Counter:
         try:
             return _sweep_share(share, [*params, workers, index], assignments, set_params, size)
         finally:
             connection.close()  # this thread's connection (pooled: back to the pool)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seed-sweep") as pool:
-        shares = list(pool.map(sweep_one_share, range(workers)))
-    return [row for rows in shares for row in rows]
+        return sum(pool.map(sweep_one_share, range(workers)), Counter())
 
 
-def _sweep_share(due: str, params: list[Any], assignments: str, set_params: list[Any], size: int) -> list[tuple]:
+def _sweep_share(due: str, params: list[Any], assignments: str, set_params: list[Any], size: int) -> Counter:
     """Update the rows matching ``due`` ``size`` at a time, one statement (its own transaction) per batch.
 
     PostgreSQL: ``UPDATE … WHERE ctid = ANY(ARRAY(SELECT ctid … WHERE due LIMIT size)) AND due``: a TID
     scan of one bounded batch, no ids through Python, no separate lock pass (SELECT … FOR UPDATE writes
     every row twice). ``due`` is repeated on the UPDATE so a row a receiver changed meanwhile is re-checked
-    on its newest version (READ COMMITTED) and skipped if it no longer qualifies. SQLite: the same with
-    ``id IN (…)``. Runs until a batch changes nothing; returns ``(receiver_id, status)`` of every change.
+    on its newest version (READ COMMITTED) and skipped if it no longer qualifies. The changed rows are
+    counted per receiver and new status in the same statement, so a batch of 5,000 rows sends back one row
+    per receiver, not one per message. SQLite: the same with ``id IN (…)``, counted here. Runs until a
+    batch changes nothing; returns how many changed per ``(receiver_id, status)``.
     """
     qn = connection.ops.quote_name
-    table = qn(Message._meta.db_table)
+    table, receiver, status = qn(Message._meta.db_table), qn("receiver_id"), qn("status")
     if connection.vendor == "postgresql":
         pick = f"ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {due} LIMIT %s))"  # noqa: S608
     else:
         pick = f"{qn('id')} IN (SELECT {qn('id')} FROM {table} WHERE {due} LIMIT %s)"  # noqa: S608
     # Identifiers quoted by the backend, every value a parameter.
-    sql = f"UPDATE {table} SET {assignments} WHERE {pick} AND {due} RETURNING {qn('receiver_id')}, {qn('status')}"  # noqa: S608
+    update = f"UPDATE {table} SET {assignments} WHERE {pick} AND {due} RETURNING {receiver}, {status}"  # noqa: S608
     values = [*set_params, *params, size, *params]
-    changed: list[tuple] = []
+    changed: Counter = Counter()
     while True:
         if batch_possible():
             # Not durable on purpose: a batch lost in a database crash is swept again by the next pass (its
             # rows are still past their TTL), so no batch waits for its WAL to reach the disk.
-            rows = fetch_not_durable(sql, values)
+            sql = f"WITH changed AS ({update}) SELECT {receiver}, {status}, COUNT(*) FROM changed GROUP BY 1, 2"  # noqa: S608
+            batch = Counter({(rid, new_status): n for rid, new_status, n in fetch_not_durable(sql, values)})
         else:
             with connection.cursor() as cursor:
-                cursor.execute(sql, values)
-                rows = cursor.fetchall()
-        if not rows:
+                cursor.execute(update, values)
+                batch = Counter(tuple(row) for row in cursor.fetchall())
+        if not batch:
             return changed
-        changed.extend(rows)
+        changed.update(batch)
 
 
 def messages_expire(*, batch_size: int | None = None) -> dict[str, int]:
@@ -823,12 +827,16 @@ def messages_expire(*, batch_size: int | None = None) -> dict[str, int]:
         [rules.max_deliveries, MessageStatus.DEAD.value, MessageStatus.QUEUED.value],
         size,
     )
-    publish(updates=list(dict.fromkeys(r[0] for r in expired + reclaimed))[:EXPIRE_EVENT_RECEIVERS])
-    new_statuses = [r[1] for r in reclaimed]
+    receivers = dict.fromkeys(receiver_id for receiver_id, _ in [*expired, *reclaimed])
+    publish(updates=list(receivers)[:EXPIRE_EVENT_RECEIVERS])
+
+    def total(counts: Counter, new_status: MessageStatus) -> int:
+        return sum(n for (_, status), n in counts.items() if status == new_status.value)
+
     return {
-        "expired": len(expired),
-        "requeued": new_statuses.count(MessageStatus.QUEUED.value),
-        "dead": new_statuses.count(MessageStatus.DEAD.value),
+        "expired": total(expired, MessageStatus.EXPIRED),
+        "requeued": total(reclaimed, MessageStatus.QUEUED),
+        "dead": total(reclaimed, MessageStatus.DEAD),
     }
 
 

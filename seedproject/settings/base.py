@@ -298,8 +298,8 @@ SEED_LEASE_SECONDS = env_int("SEED_LEASE_SECONDS", 60)
 SEED_MAX_DELIVERIES = env_int("SEED_MAX_DELIVERIES", 5)
 SEED_EXPIRY_INTERVAL = env_int("SEED_EXPIRY_INTERVAL", 5)
 # Connections the TTL sweep uses at once on PostgreSQL, each over its own share of the receivers
-# (collaboration.services._sweep_batches); 1 = one after another.
-SEED_EXPIRY_WORKERS = env_int("SEED_EXPIRY_WORKERS", 2)
+# (collaboration.services._sweep_batches). 1: leaves the database server's other cores to the requests.
+SEED_EXPIRY_WORKERS = env_int("SEED_EXPIRY_WORKERS", 1)
 SEED_CONNECTION_STALE_SECONDS = env_int("SEED_CONNECTION_STALE_SECONDS", 24 * 3600)
 SEED_MAX_RECEIVE_WAIT = env_int("SEED_MAX_RECEIVE_WAIT", 30)
 SEED_EXTRA_MESSAGE_TYPES = env_list("SEED_EXTRA_MESSAGE_TYPES", [])
