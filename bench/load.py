@@ -28,6 +28,7 @@ class Stats:
         self.errors: dict[str, int] = {}
         self.started = 0.0
         self.measuring = False
+        self.trace: list[tuple[float, float]] | None = None  # (when due or started, latency ms) per request
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -101,10 +102,14 @@ async def _client(session, base: str, client: dict, stats: Stats, deadline: floa
             stats.units += units
             if units:
                 stats.latencies.append((time.perf_counter() - t0) * 1000)
+                if stats.trace is not None:
+                    stats.trace.append((t0, stats.latencies[-1]))
 
 
 async def run_http(spec: dict) -> dict:
     stats = Stats()
+    if spec.get("trace"):  # every request's start (time.perf_counter: CLOCK_MONOTONIC, shared by processes)
+        stats.trace = []
     clients = spec["clients"]
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=spec.get("request_timeout", 60))
@@ -130,6 +135,7 @@ async def run_http(spec: dict) -> dict:
         "rate": stats.units / elapsed,
         "latencies_ms": summarize(stats.latencies),
         "errors": stats.errors,
+        **({"trace": stats.trace} if stats.trace is not None else {}),
     }
 
 

@@ -450,11 +450,7 @@ def ttl_sweep(target: Target, profile: Profile, env: dict[str, str]) -> list[dic
     for paced in (True, False):
         load = f"4 clients sending {SWEEP_SEND_RATE} msgs/s in all" if paced else "4 clients sending flat out"
         progress(f"TTL sweep: {rows:,} messages past their TTL, {load} meanwhile")
-        db.execute(
-            "UPDATE collaboration_message SET status = 'queued', expires_at = now() - interval '1 second' "
-            "WHERE receiver_id LIKE 'ttl-%%'"
-        )
-        settle(db)  # so no checkpoint of the fill's pages lands in the measured sweep
+        make_ttl_rows_due(db)
         pacing = {"interval": len(pairs) / SWEEP_SEND_RATE} if paced else {}
         row = _sweep_under_sends(target, env, send_clients(target, pairs, **pacing))
         progress(f"  swept {row['counts']} in {row['seconds']:.2f} s; send max {row['send_max_ms']:.0f} ms")
@@ -463,6 +459,15 @@ def ttl_sweep(target: Target, profile: Profile, env: dict[str, str]) -> list[dic
     db.execute("DELETE FROM collaboration_message WHERE receiver_id LIKE 'ttl-%%'")
     settle(db)
     return out
+
+
+def make_ttl_rows_due(db: Database) -> None:
+    """Every ``ttl-*`` message back in its queue and past its TTL, then settled, for the next measured sweep."""
+    db.execute(
+        "UPDATE collaboration_message SET status = 'queued', expires_at = now() - interval '1 second' "
+        "WHERE receiver_id LIKE 'ttl-%%'"
+    )
+    settle(db)  # so no checkpoint of the fill's pages lands in the measured sweep
 
 
 def _sweep_under_sends(target: Target, env: dict[str, str], clients: list[dict]) -> dict:
