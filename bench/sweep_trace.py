@@ -46,6 +46,8 @@ print(json.dumps({"started": started, "ended": time.monotonic(), "counts": count
 
 
 def process_kind(cmdline: str) -> str:
+    """What a process is, by its command line; "other" (kernel threads, this tool, the machine's other
+    services) is not sampled."""
     if cmdline.startswith("postgres"):
         return "postgres"
     for kind in ("gunicorn", "bench.load", "seedproject.wsserver", "celery", "runbeat", "redis-server"):
@@ -55,22 +57,35 @@ def process_kind(cmdline: str) -> str:
 
 
 def sample_cpu(stop: threading.Event, samples: list) -> None:
-    """Every 50 ms: (time, {pid: (cpu seconds so far, kind)}) for every process on the machine."""
-    kinds: dict[str, str] = {}
+    """Every 50 ms: (time, {pid: (cpu seconds so far, kind)}) for the processes that take part.
+
+    The process list is read again once a second (the sweep's own process and connections come and go);
+    reading /proc for every process every 50 ms would itself take a good part of a core.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    watched: dict[str, str] = {}
+    listed = 0.0
     while not stop.is_set():
         now, snapshot = time.monotonic(), {}
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
+        if now - listed > 1.0:
+            listed = now
+            for pid in os.listdir("/proc"):
+                if pid.isdigit() and pid not in watched:
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                            watched[pid] = process_kind(cmd.read().replace(b"\0", b" ").decode(errors="replace"))
+                    except OSError:
+                        continue
+        for pid, kind in list(watched.items()):
+            if kind == "other":
                 continue
             try:
                 with open(f"/proc/{pid}/stat") as stat:
                     fields = stat.read().rsplit(")", 1)[1].split()
-                if pid not in kinds:
-                    with open(f"/proc/{pid}/cmdline", "rb") as cmd:
-                        kinds[pid] = process_kind(cmd.read().replace(b"\0", b" ").decode(errors="replace"))
             except OSError:
-                continue  # the process ended meanwhile
-            snapshot[pid] = ((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), kinds[pid])
+                del watched[pid]  # the process ended
+                continue
+            snapshot[pid] = ((int(fields[11]) + int(fields[12])) / tick, kind)
         samples.append((now, snapshot))
         time.sleep(0.05)
 
