@@ -213,3 +213,39 @@ def test_kept_alive_connections_lingering_in_threads_never_starve_new_requests(p
             received += chunk
     for conn in [lingering, *others]:
         conn.close()
+
+
+@pytest.mark.services
+def test_kept_alive_connections_are_shared_out_evenly_between_http_workers(pg_cluster):
+    """Six clients that each keep one connection open, on two gunicorn workers: three each.
+
+    The kernel wakes whichever worker it likes for a new connection; left to it, a few kept-alive clients
+    often all land in one worker, which then serves them on one core while the other idles.
+    """
+    (server,) = pg_cluster(SEED_HTTP_PROCESSES="2").start(1)
+    workers = {
+        p.pid
+        for p in server.descendants()
+        if "gunicorn" in " ".join(p.cmdline()) and p.parent() and "gunicorn" in " ".join(p.parent().cmdline())
+    }
+    assert len(workers) == 2, _commands(server)
+
+    clients = []
+    for _ in range(6):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        assert _get_health(conn) == 200  # accepted, served, kept open
+        clients.append(conn)
+
+    def connections_per_worker() -> list[int]:
+        ours = {c.sock.getsockname()[1] for c in clients}
+        held = {pid: 0 for pid in workers}
+        for pid in workers:
+            for c in psutil.Process(pid).net_connections(kind="tcp"):
+                if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port in ours:
+                    held[pid] += 1
+        return sorted(held.values())
+
+    assert connections_per_worker() == [3, 3]
+    for conn in clients:
+        assert _get_health(conn) == 200
+        conn.close()
