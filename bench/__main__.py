@@ -11,7 +11,6 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 
 from bench import harness, report, scenarios
 from bench.harness import OUT_DIR, Database, progress
@@ -73,17 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_seed_pg(stack: contextlib.ExitStack, profile: scenarios.Profile, wanted: set[str]) -> list[dict]:
-    progress("starting Seed (runseed) on PostgreSQL + Redis db 7")
-    harness.redis_clear()
-    stack.callback(harness.redis_clear)
-    db = Database("bench_seed")
-    stack.callback(db.close)
-    data_dir = OUT_DIR / "data" / uuid.uuid4().hex[:8]
-    stack.callback(shutil.rmtree, data_dir, True)
-    env = harness.seed_env(db, data_dir)
-    server = harness.start_seed(env)
-    stack.callback(server.stop)
-    target = scenarios.Target("seed-pg", server, db)
+    target, env = scenarios.seed_on_postgres(stack)
+    server = target.server
     out: list[dict] = []
     # Growth curves first: the instance table then holds only the rows they make.
     if "lb_scale" in wanted:

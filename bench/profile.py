@@ -13,10 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 from bench import harness, scenarios
-from bench.harness import OUT_DIR, Database, progress
+from bench.harness import OUT_DIR, progress
 
 SCENARIOS = ["send", "heartbeat", "loadbalance", "receive"]
 
@@ -89,15 +88,8 @@ def main() -> int:
     out_dir = OUT_DIR / "profiles"
     out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        harness.redis_clear()
-        stack.callback(harness.redis_clear)
-        db = Database("bench_seed")
-        stack.callback(db.close)
-        data_dir = OUT_DIR / "data" / uuid.uuid4().hex[:8]
-        stack.callback(shutil.rmtree, data_dir, True)
-        server = harness.start_seed(harness.seed_env(db, data_dir))
-        stack.callback(server.stop)
-        target = scenarios.Target("seed-pg", server, db)
+        target, _ = scenarios.seed_on_postgres(stack)
+        server = target.server
         spec = load_spec(target, args.scenario, args.seconds + 4)
         result: dict = {}
         loader = threading.Thread(target=lambda: result.update(harness.run_load(spec)), daemon=True)

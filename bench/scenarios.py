@@ -4,17 +4,21 @@ Every scenario returns result dicts (see ``report.py``); setup goes through the 
 might be issued, and through bulk SQL where the issue asks for scale (10k instances, 1M messages).
 """
 
+import contextlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import httpx
 
-from bench.harness import BASE_DIR, Database, Server, progress, run_load
+from bench import harness
+from bench.harness import BASE_DIR, OUT_DIR, Database, Server, progress, run_load
 
 COLLAB = "/api/v1/collaboration"
 MULTI = "/api/v1/multi-instance"
@@ -82,6 +86,21 @@ class Target:
     def next_id(self, prefix: str) -> str:
         self.seq += 1
         return f"{prefix}-{self.seq}"
+
+
+def seed_on_postgres(stack: contextlib.ExitStack, db_prefix: str = "bench_seed") -> tuple[Target, dict[str, str]]:
+    """Seed (runseed) on a fresh PostgreSQL database and Redis db 7; everything is undone when ``stack`` closes."""
+    progress("starting Seed (runseed) on PostgreSQL + Redis db 7")
+    harness.redis_clear()
+    stack.callback(harness.redis_clear)
+    db = Database(db_prefix)
+    stack.callback(db.close)
+    data_dir = OUT_DIR / "data" / uuid.uuid4().hex[:8]
+    stack.callback(shutil.rmtree, data_dir, True)
+    env = harness.seed_env(db, data_dir)
+    server = harness.start_seed(env)
+    stack.callback(server.stop)
+    return Target("seed-pg", server, db), env
 
 
 def _token(body: dict) -> str | None:

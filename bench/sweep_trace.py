@@ -17,16 +17,14 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import defaultdict
 
 from bench import harness, scenarios
-from bench.harness import BASE_DIR, OUT_DIR, Database, progress, run_load
+from bench.harness import BASE_DIR, Database, progress, run_load
 
 SWEEP_CODE = """
 import json, time, django
@@ -161,17 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         harness.SEED_EXTRA_ENV[key] = value
     with contextlib.ExitStack() as stack:
-        harness.redis_clear()
-        stack.callback(harness.redis_clear)
-        db = Database("bench_trace")
-        stack.callback(db.close)
-        data_dir = OUT_DIR / "data" / uuid.uuid4().hex[:8]
-        stack.callback(shutil.rmtree, data_dir, True)
-        env = harness.seed_env(db, data_dir)
-        progress("starting Seed (runseed) on PostgreSQL + Redis db 7")
-        server = harness.start_seed(env)
-        stack.callback(server.stop)
-        target = scenarios.Target("seed-pg", server, db)
+        target, env = scenarios.seed_on_postgres(stack, "bench_trace")
+        db = target.db
         employees = [f"ttl-{i}" for i in range(1000)]
         scenarios.bulk_employees(db, employees)
         scenarios.fill_queues(db, employees, employees[0], args.rows // len(employees))

@@ -781,14 +781,14 @@ def _sweep_share(due: str, params: list[Any], assignments: str, set_params: list
         pick = f"{qn('id')} IN (SELECT {qn('id')} FROM {table} WHERE {due} LIMIT %s)"  # noqa: S608
     # Identifiers quoted by the backend, every value a parameter.
     update = f"UPDATE {table} SET {assignments} WHERE {pick} AND {due} RETURNING {receiver}, {status}"  # noqa: S608
+    counted = f"WITH changed AS ({update}) SELECT {receiver}, {status}, COUNT(*) FROM changed GROUP BY 1, 2"  # noqa: S608
     values = [*set_params, *params, size, *params]
     changed: Counter = Counter()
     while True:
         if batch_possible():
             # Not durable on purpose: a batch lost in a database crash is swept again by the next pass (its
             # rows are still past their TTL), so no batch waits for its WAL to reach the disk.
-            sql = f"WITH changed AS ({update}) SELECT {receiver}, {status}, COUNT(*) FROM changed GROUP BY 1, 2"  # noqa: S608
-            batch = Counter({(rid, new_status): n for rid, new_status, n in fetch_not_durable(sql, values)})
+            batch = Counter({(rid, new_status): n for rid, new_status, n in fetch_not_durable(counted, values)})
         else:
             with connection.cursor() as cursor:
                 cursor.execute(update, values)
