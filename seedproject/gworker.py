@@ -47,8 +47,8 @@ class ConnectionShares:
     SLOT = struct.Struct("qqd")  # pid, open connections, written at
     STALE_AFTER = 2.0
 
-    def __init__(self, table: mmap.mmap, lock, slot: int) -> None:
-        self._table, self._lock, self._slot = table, lock, slot
+    def __init__(self, table: mmap.mmap, slot: int, pid: int) -> None:
+        self._table, self._slot, self._pid = table, slot, pid
         self._slots = len(table) // self.SLOT.size
 
     @classmethod
@@ -65,15 +65,15 @@ class ConnectionShares:
                 owner, _, _ = cls.SLOT.unpack_from(table, slot * cls.SLOT.size)
                 if owner == 0 or not _alive(owner):
                     cls.SLOT.pack_into(table, slot * cls.SLOT.size, pid, 0, time.monotonic())
-                    return cls(table, lock, slot)
+                    return cls(table, slot, pid)
         finally:
             if locked:
                 lock.release()
-        return cls(table, lock, -1)  # no slot left: this worker accepts as gunicorn's would, and counts for none
+        return cls(table, -1, pid)  # no slot left: this worker accepts as gunicorn's would, and counts for none
 
     def publish(self, connections: int) -> None:
         if self._slot >= 0:
-            self.SLOT.pack_into(self._table, self._slot * self.SLOT.size, os.getpid(), connections, time.monotonic())
+            self.SLOT.pack_into(self._table, self._slot * self.SLOT.size, self._pid, connections, time.monotonic())
 
     def release(self) -> None:
         if self._slot >= 0:

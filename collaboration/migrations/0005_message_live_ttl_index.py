@@ -11,18 +11,19 @@ from django.db import migrations, models
 MESSAGE_FILLFACTOR = 70
 
 
-def set_message_fillfactor(apps, schema_editor):
+def _alter_message_table(apps, schema_editor, change: str) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return  # SQLite has no per-table fill factor
     table = schema_editor.quote_name(apps.get_model("collaboration", "Message")._meta.db_table)
-    schema_editor.execute(f"ALTER TABLE {table} SET (fillfactor = {MESSAGE_FILLFACTOR})")
+    schema_editor.execute(f"ALTER TABLE {table} {change}")
+
+
+def set_message_fillfactor(apps, schema_editor):
+    _alter_message_table(apps, schema_editor, f"SET (fillfactor = {MESSAGE_FILLFACTOR})")
 
 
 def reset_message_fillfactor(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    table = schema_editor.quote_name(apps.get_model("collaboration", "Message")._meta.db_table)
-    schema_editor.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+    _alter_message_table(apps, schema_editor, "RESET (fillfactor)")
 
 
 class Migration(migrations.Migration):
