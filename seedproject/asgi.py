@@ -23,6 +23,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from seedproject import twisted_http  # noqa: E402, F401 - JSON answers to requests daphne cannot parse
 from seedproject.routing import websocket_urlpatterns  # noqa: E402
 
 
